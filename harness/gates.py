@@ -197,12 +197,43 @@ def evaluate_paired(gate: Gate, suite: str, a: dict[str, float], b: dict[str, fl
         p = cmp.p_greater if sign > 0 else cmp.p_less
         test = cmp.test
     else:
-        p = stats.noninferiority_p(va, vb, margin=gate.margin, direction=sign, clusters=cluster_keys)
+        p = noninferiority_p(va, vb, margin=gate.margin, direction=sign, clusters=cluster_keys)
         test = f"non-inferiority ({cmp.test.split('-')[0]} paired, margin {gate.margin:g})"
     result = GateResult(**base, n=cmp.n, estimate=cmp.estimate_a, baseline_estimate=cmp.estimate_b,
                         diff=cmp.diff, diff_ci=(cmp.ci_low, cmp.ci_high), p_value=p, test=test,
                         mde=cmp.mde, verdict=FAIL, reason="", extra={**extra, "a_only": cmp.a_only, "b_only": cmp.b_only})
     return result
+
+
+def noninferiority_p(a: list[float], b: list[float], *, margin: float, direction: int = 1,
+                     clusters: list | None = None) -> float:
+    """p-value of the non-inferiority test H0: A is worse than B by `margin` or more.
+
+    It is the smallest alpha at which the one-sided lower confidence bound of the (directed)
+    difference clears -margin, found by bisection on `stats.noninferiority_bound`, so the p-value
+    and the reported bound always agree. Values >= 0.5 are reported as 1.0 (no evidence).
+    """
+    from harness import stats
+
+    first, second = (a, b) if direction > 0 else (b, a)
+
+    def clears(alpha: float) -> bool:
+        return stats.noninferiority_bound(first, second, alpha=alpha, clusters=clusters) > -margin
+
+    if not clears(0.4999):
+        return 1.0
+    low, high = 1e-9, 0.4999
+    if clears(low):
+        return low
+    for _ in range(40):
+        mid = math.sqrt(low * high)
+        if clears(mid):
+            high = mid
+        else:
+            low = mid
+        if high / low < 1.001:
+            break
+    return high
 
 
 def decide(result: GateResult, *, alpha: float, inconclusive_blocks: bool) -> GateResult:
@@ -215,17 +246,21 @@ def decide(result: GateResult, *, alpha: float, inconclusive_blocks: bool) -> Ga
     low, high = sorted((result.diff_ci[0] * sign, result.diff_ci[1] * sign))
     boundary = -(result.margin or 0.0)
     diff = result.diff * sign
-    name = "superior to" if result.kind == "superiority" else f"no worse (margin {result.margin:g}) than"
+    if result.kind == "superiority":
+        claim = f"{result.variant} beats {result.baseline}"
+    else:
+        claim = f"{result.variant} is at most {result.margin:g} worse than {result.baseline}"
+    numbers = f"diff {diff:+.3f}, CI [{low:+.3f}, {high:+.3f}], p={p:.3g}"
     if p < alpha:
         result.verdict = PASS
-        result.reason = f"{result.variant} is {name} {result.baseline}: diff {diff:+.3f}, p={p:.3g}"
+        result.reason = f"{claim}: {numbers}"
     elif low < boundary < high and (result.mde or 0) > (result.margin or 0):
         result.verdict = INCONCLUSIVE
-        result.reason = (f"not significant (p={p:.3g}); CI [{low:+.3f}, {high:+.3f}] straddles {boundary:+.3f} and the "
-                         f"minimum detectable effect {result.mde:.3f} exceeds the margin: more cases needed")
+        result.reason = (f"cannot tell whether {claim}: {numbers}; the CI straddles {boundary:+.3f} and the minimum "
+                         f"detectable effect {result.mde:.3f} exceeds the margin, so more cases are needed")
     else:
         result.verdict = FAIL
-        result.reason = f"{result.variant} is not {name} {result.baseline}: diff {diff:+.3f}, CI [{low:+.3f}, {high:+.3f}], p={p:.3g}"
+        result.reason = f"not shown that {claim}: {numbers}"
     result.extra["inconclusive_blocks"] = inconclusive_blocks
     return result
 
