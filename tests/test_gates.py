@@ -1,0 +1,150 @@
+"""Gate verdicts and the comparison table, computed from synthetic run records."""
+
+import json
+import random
+
+import pytest
+
+from harness.compare import compare_run
+from harness.gates import FAIL, INCONCLUSIVE, PASS, evaluate_run, noninferiority_p, overall
+from harness.records import Run
+
+
+def make_run(scores: dict[str, list[float]], gates: list[str], *, axis="accuracy", direction="higher",
+             gate_mode="strict", inconclusive="fail", holm=True, alpha=0.05) -> Run:
+    records = []
+    for variant, values in scores.items():
+        for i, v in enumerate(values):
+            records.append({"suite": "s", "variant": variant, "case_id": f"c{i}", "scores": {axis: v}})
+    manifest = {"suites": {"s": {"variants": list(scores), "baseline": list(scores)[0], "gates": gates,
+                                 "axes": {axis: {"direction": direction, "binary": True}}, "alpha": alpha,
+                                 "gate_mode": gate_mode, "inconclusive": inconclusive, "holm": holm}}}
+    return Run(path=None, records=records, manifest=manifest)
+
+
+def bernoulli(p, n, seed):
+    rng = random.Random(seed)
+    return [1.0 if rng.random() < p else 0.0 for _ in range(n)]
+
+
+def verdicts(run):
+    return {r.gate: r for r in evaluate_run(run.records, run.manifest)}
+
+
+def test_threshold_strict_uses_the_confidence_bound_and_lenient_the_estimate():
+    run = make_run({"a": [1.0] * 92 + [0.0] * 8}, ["a.accuracy >= 0.9"])
+    (r,) = verdicts(run).values()
+    assert r.verdict == INCONCLUSIVE and r.estimate == pytest.approx(0.92) and r.ci[0] < 0.9 < r.ci[1]
+    run = make_run({"a": [1.0] * 92 + [0.0] * 8}, ["a.accuracy >= 0.9"], gate_mode="lenient")
+    assert next(iter(verdicts(run).values())).verdict == PASS
+    run = make_run({"a": [1.0] * 990 + [0.0] * 10}, ["a.accuracy >= 0.95"])
+    assert next(iter(verdicts(run).values())).verdict == PASS
+    run = make_run({"a": [1.0] * 50 + [0.0] * 50}, ["a.accuracy >= 0.9"])
+    assert next(iter(verdicts(run).values())).verdict == FAIL
+
+
+def test_superiority_needs_a_significant_paired_difference():
+    base = bernoulli(0.3, 300, 1)
+    better = [1.0 if (b or random.Random(i).random() < 0.4) else 0.0 for i, b in enumerate(base)]
+    run = make_run({"base": base, "ft": better}, ["ft.accuracy > base.accuracy", "base.accuracy > ft.accuracy"])
+    v = verdicts(run)
+    assert v["ft.accuracy > base.accuracy"].verdict == PASS
+    assert v["ft.accuracy > base.accuracy"].test == "mcnemar-exact"
+    assert v["ft.accuracy > base.accuracy"].extra["b_only"] == 0
+    assert v["base.accuracy > ft.accuracy"].verdict == FAIL
+    assert overall(list(v.values())) == "NO-GO"
+
+
+def test_identical_variants_fail_superiority_and_a_small_sample_is_inconclusive():
+    base = bernoulli(0.5, 40, 2)
+    v = verdicts(make_run({"base": base, "ft": list(base)}, ["ft.accuracy > base.accuracy"]))
+    r = v["ft.accuracy > base.accuracy"]
+    assert r.diff == 0 and r.p_value == 1.0 and r.verdict == FAIL  # no discordant case: certainly no gain
+    ft = list(base)
+    flips = [i for i, b in enumerate(base) if b == 0][:3]
+    for i in flips:
+        ft[i] = 1.0
+    ft[next(i for i, b in enumerate(base) if b == 1)] = 0.0
+    r = verdicts(make_run({"base": base, "ft": ft}, ["ft.accuracy > base.accuracy"]))["ft.accuracy > base.accuracy"]
+    assert r.verdict == INCONCLUSIVE and "more cases are needed" in r.reason
+
+
+def test_non_inferiority_passes_within_margin_and_fails_a_real_drop():
+    base = bernoulli(0.6, 2000, 3)
+    same = list(base)
+    rng = random.Random(4)
+    dropped = [0.0 if (b and rng.random() < 0.2) else b for b in base]  # loses ~12 points
+    run = make_run({"base": base, "same": same, "drop": dropped},
+                   ["same.accuracy >= base.accuracy - 0.02", "drop.accuracy >= base.accuracy - 0.02"])
+    v = verdicts(run)
+    assert v["same.accuracy >= base.accuracy - 0.02"].verdict == PASS
+    assert v["drop.accuracy >= base.accuracy - 0.02"].verdict == FAIL
+
+
+def test_lower_is_better_non_inferiority():
+    base = bernoulli(0.2, 1000, 5)
+    fewer = [0.0 if random.Random(i).random() < 0.5 else b for i, b in enumerate(base)]
+    run = make_run({"base": base, "ft": fewer}, ["ft.hallucination <= base.hallucination + 0.02"],
+                   axis="hallucination", direction="lower")
+    assert verdicts(run)["ft.hallucination <= base.hallucination + 0.02"].verdict == PASS
+
+
+def test_holm_adjusts_comparison_gates_together():
+    base = bernoulli(0.5, 200, 6)
+    nudged = [1.0 if (b or random.Random(i).random() < 0.08) else 0.0 for i, b in enumerate(base)]
+    gates = ["ft.accuracy > base.accuracy", "ft2.accuracy > base.accuracy"]
+    run = make_run({"base": base, "ft": nudged, "ft2": nudged}, gates)
+    results = verdicts(run)
+    for r in results.values():
+        assert r.p_adjusted == pytest.approx(min(1.0, 2 * r.p_value))
+    unadjusted = verdicts(make_run({"base": base, "ft": nudged, "ft2": nudged}, gates, holm=False))
+    assert all(r.p_adjusted is None for r in unadjusted.values())
+
+
+def test_noninferiority_p_agrees_with_the_bound():
+    from harness import stats
+
+    base = bernoulli(0.6, 400, 7)
+    ft = [0.0 if (b and random.Random(i).random() < 0.03) else b for i, b in enumerate(base)]
+    p = noninferiority_p(ft, base, margin=0.05)
+    assert 0 < p < 1
+    assert stats.noninferiority_bound(ft, base, alpha=p * 1.05) > -0.05
+    assert stats.noninferiority_bound(ft, base, alpha=p * 0.95) <= -0.05
+
+
+def test_inconclusive_can_be_allowed_by_the_suite():
+    run = make_run({"a": [1.0] * 92 + [0.0] * 8}, ["a.accuracy >= 0.9"], inconclusive="pass")
+    results = list(verdicts(run).values())
+    assert results[0].verdict == INCONCLUSIVE and overall(results) == "GO"
+
+
+def test_gate_on_a_variant_without_scores_is_an_error():
+    run = make_run({"base": [1.0, 0.0, 1.0], "ft": [1.0, 1.0, 1.0]}, ["ft.accuracy > base.accuracy"])
+    run.records = [r for r in run.records if r["variant"] != "ft"]
+    (r,) = verdicts(run).values()
+    assert r.verdict == "ERROR" and "no scored cases for ft" in r.reason
+
+
+def test_compare_rows_have_the_stable_keys_and_pair_on_the_intersection():
+    base = bernoulli(0.5, 100, 8)
+    run = make_run({"base": base, "ft": bernoulli(0.7, 100, 9)}, [])
+    run.records = [r for r in run.records if not (r["variant"] == "ft" and r["case_id"] == "c0")]
+    rows, warnings = compare_run(run)
+    (row,) = rows
+    for key in ("suite", "axis", "variant", "baseline", "estimate", "baseline_estimate", "diff", "ci_low",
+                "ci_high", "p_value", "p_adjusted", "test", "mde", "n"):
+        assert key in row
+    assert row["n"] == 99 and row["unpaired"] == {"ft": 0, "base": 1}
+    assert warnings and "paired on 99 shared cases" in warnings[0]
+    json.dumps(rows)  # serialisable
+
+
+def test_compare_json_equals_gate_numbers(tmp_path):
+    """The same paired numbers come out of `compare` and the gates for the same pair."""
+    base = bernoulli(0.4, 150, 10)
+    ft = bernoulli(0.6, 150, 11)
+    run = make_run({"base": base, "ft": ft}, ["ft.accuracy > base.accuracy"])
+    (row,), _ = compare_run(run)
+    (gate,) = verdicts(run).values()
+    # compare reports the two-sided p; the superiority gate the one-sided one (exact McNemar: half of it).
+    assert row["diff"] == pytest.approx(gate.diff) and row["p_value"] == pytest.approx(min(1.0, 2 * gate.p_value))
