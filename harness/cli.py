@@ -41,6 +41,19 @@ def _split(values: Optional[str]) -> list[str] | None:
     return [v.strip() for v in values.split(",") if v.strip()] if values else None
 
 
+def _alerts(gates, records, manifest, alerts_dir: Path, webhook: str | None) -> list[str]:
+    from harness.alerts import raise_alerts
+
+    outcomes = raise_alerts(gates, records, manifest, alerts_dir=alerts_dir, webhook=webhook)
+    for o in outcomes:
+        a = o.alert
+        typer.secho(f"ALERT catastrophic forgetting: {a['suite']}: {a['variant']} vs {a['baseline']} "
+                    f"{a['axis']} diff {a['diff']:+.3f} (margin {a['margin']:g}) -> {o.path}", fg=typer.colors.RED)
+        if o.delivered is False:
+            typer.secho(f"warning: alert webhook delivery failed: {o.delivery_error}", fg=typer.colors.YELLOW, err=True)
+    return [str(o.path) for o in outcomes]
+
+
 def print_gates(results, echo=typer.echo) -> str:
     from harness.gates import overall
 
@@ -93,6 +106,8 @@ def run(
     result.manifest["gates"] = [g.as_dict() for g in gates]
     verdict = print_gates(gates)
     result.manifest["verdict"] = verdict
+    result.manifest["alerts"] = _alerts(gates, result.records, result.manifest, out.parent / "alerts",
+                                        config.alerts.get("webhook"))
     RunWriter(result.run_dir).write_manifest(result.manifest)
     typer.echo(str(result.run_dir))
     if result.errors:
@@ -157,6 +172,23 @@ def plan(
     except ValueError as exc:
         _fail(HarnessError(str(exc)))
     typer.echo(f"{n} cases detect a paired difference of {effect:g} ({basis}) with {power:.0%} power at alpha {alpha:g}.")
+
+
+@app.command("alerts")
+def list_alerts_command(
+    alerts_dir: Annotated[Path, typer.Option("--dir", help="Where alert records are.")] = Path("reports/alerts"),
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """List recent catastrophic-forgetting alerts."""
+    from harness.alerts import list_alerts
+
+    alerts = list_alerts(alerts_dir, limit)
+    if not alerts:
+        typer.echo(f"no alerts in {alerts_dir}")
+    for a in alerts:
+        tasks = ", ".join(t["task"] for t in a.get("tasks", [])[:3])
+        typer.echo(f"{a['created_at']}  {a['suite']}: {a['variant']} vs {a['baseline']} {a['axis']} "
+                   f"diff {a['diff']:+.3f} (margin {a['margin']:g}) run {a['run_id']} tasks: {tasks or '-'}")
 
 
 @app.command("models")
