@@ -79,6 +79,9 @@ def run(
     out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("reports/runs"),
     cache: Annotated[Optional[Path], typer.Option(help="Generation cache file (default: $HARNESS_CACHE_DIR).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    baselines: Annotated[Path, typer.Option(help="Blessed baselines to reuse when they match.")] = Path("reports/baselines"),
+    use_baselines: Annotated[bool, typer.Option("--use-baselines/--no-baselines",
+                                                help="Reuse matching blessed baselines.")] = True,
 ) -> None:
     """Run suites; print gate verdicts; the last line is the run directory. Exit 0 GO, 1 NO-GO, 2 bad input."""
     from harness.cache import GenerationCache
@@ -95,7 +98,8 @@ def run(
             for name in wanted:
                 config.get(name)
         loaded = [load_suite(p, known_variants=set(config.variants)) for p in _suite_paths(suites or [])]
-        result = run_suites(loaded, config, RunOptions(variants=wanted, limit=limit, out_root=out, progress=progress),
+        result = run_suites(loaded, config, RunOptions(variants=wanted, limit=limit, out_root=out, progress=progress,
+                                                    baselines=baselines if use_baselines else None),
                             cache=GenerationCache(cache))
     except HarnessError as exc:
         _fail(exc)
@@ -172,6 +176,23 @@ def plan(
     except ValueError as exc:
         _fail(HarnessError(str(exc)))
     typer.echo(f"{n} cases detect a paired difference of {effect:g} ({basis}) with {power:.0%} power at alpha {alpha:g}.")
+
+
+@app.command("bless")
+def bless_command(
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory.")],
+    variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants (default: each suite's baseline).")] = None,
+    baselines: Annotated[Path, typer.Option(help="Where blessed baselines live.")] = Path("reports/baselines"),
+) -> None:
+    """Store a run's records for some variants as blessed baselines that later runs reuse."""
+    from harness.baselines import bless
+
+    try:
+        stored = bless(run_dir, _split(variants), baselines)
+    except HarnessError as exc:
+        _fail(exc)
+    for path in stored:
+        typer.echo(f"blessed {path}")
 
 
 @app.command("alerts")

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness import __version__
 from harness._files import sha256_dir, sha256_file, sha256_text
+from harness.baselines import load_blessed, suite_data_key, variant_key
 from harness.backends import (
     Adapter,
     Backend,
@@ -58,6 +59,8 @@ class RunOptions:
     out_root: Path = Path("reports/runs")
     run_id: str | None = None
     progress: bool = True
+    baselines: Path | None = None
+    """Blessed baselines directory; matching blessed variants are reused instead of regenerated."""
 
 
 @dataclass
@@ -164,8 +167,10 @@ def combine(axis_direction: str, scores: list[Score]) -> float:
 
 
 class Runner:
-    def __init__(self, models: ModelsConfig, *, cache: GenerationCache, pool: BackendPool | None = None) -> None:
+    def __init__(self, models: ModelsConfig, *, cache: GenerationCache, pool: BackendPool | None = None,
+                 baselines: Path | None = None) -> None:
         self.models = models
+        self.baselines = baselines
         self.cache = cache
         self.pool = pool or BackendPool()
         self.counts = {"requests": 0, "cached": 0, "generated": 0}
@@ -260,21 +265,9 @@ class Runner:
         texts: list[dict | None] = [None] * len(cases)
         cached = [True] * len(cases)
         choice_values: list[list[dict] | None] = [None] * len(cases)
-
+        info["suite_data"] = suite_data_key(suite)
         if variant.is_recorded:
-            by_id, by_prompt = load_recorded_outputs(variant.outputs)
-            missing = []
-            for i, case in enumerate(cases):
-                text = by_id.get(case.id, by_prompt.get(case.last_user))
-                if text is None:
-                    missing.append(case.id)
-                else:
-                    texts[i] = {"text": text, "finish_reason": "recorded"}
             info["outputs_sha256"] = sha256_file(variant.outputs)
-            info["missing_outputs"] = missing
-            if NEEDS_CHOICES in needs:
-                raise HarnessError(f"variant '{variant.name}' has recorded outputs, which cannot score "
-                                   "log-likelihood choices; use a text-based scorer.")
         else:
             spec = engine_spec(variant)
             info["engine_fingerprint"] = self.fingerprint(spec)
@@ -283,6 +276,33 @@ class Runner:
             if variant.adapter is not None:
                 adapter = Adapter(name=variant.name, path=variant.adapter, sha256=sha256_dir(variant.adapter))
                 info["adapter_sha256"] = adapter.sha256
+        blessed = None
+        if self.baselines is not None:
+            blessed = load_blessed(self.baselines, suite.name, variant.name,
+                                   variant_key(info, variant.system_prompt), [c.id for c in cases])
+
+        if blessed is not None:
+            info["blessed"] = str(self.baselines / suite.name / variant.name)
+            for i, case in enumerate(cases):
+                record = blessed[case.id]
+                if record.get("output") is not None:
+                    texts[i] = {"text": record["output"], "finish_reason": record.get("finish_reason")}
+                if record.get("choice_logprobs") is not None:
+                    choice_values[i] = [{"logprob": lp, "is_greedy": False} for lp in record["choice_logprobs"]]
+        elif variant.is_recorded:
+            by_id, by_prompt = load_recorded_outputs(variant.outputs)
+            missing = []
+            for i, case in enumerate(cases):
+                text = by_id.get(case.id, by_prompt.get(case.last_user))
+                if text is None:
+                    missing.append(case.id)
+                else:
+                    texts[i] = {"text": text, "finish_reason": "recorded"}
+            info["missing_outputs"] = missing
+            if NEEDS_CHOICES in needs:
+                raise HarnessError(f"variant '{variant.name}' has recorded outputs, which cannot score "
+                                   "log-likelihood choices; use a text-based scorer.")
+        else:
             total = (len(cases) if NEEDS_TEXT in needs else 0) + (
                 sum(len(c.choices or ()) for c in cases) if NEEDS_CHOICES in needs else 0)
             with progress.task(f"{suite.name} / {variant.name}", total) as tick:
@@ -339,6 +359,8 @@ class Runner:
                 record["cluster"] = case.cluster
             if texts[i] is not None and texts[i].get("finish_reason"):
                 record["finish_reason"] = texts[i]["finish_reason"]
+            if blessed is not None:
+                record["blessed"] = True
             if variant.is_recorded and text is None:
                 record["missing"] = True
                 records.append(record)
@@ -407,7 +429,7 @@ def suite_manifest(suite: Suite, variants: list[str], n_cases: int, n_pool: int)
 def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *, cache: GenerationCache,
                pool: BackendPool | None = None, log: Callable[[str], None] = print) -> RunResult:
     """Run every suite x variant; write records and manifest; return them."""
-    runner = Runner(models, cache=cache, pool=pool)
+    runner = Runner(models, cache=cache, pool=pool, baselines=options.baselines)
     run_id = options.run_id or new_run_id()
     run_dir = Path(options.out_root) / run_id
     writer = RunWriter(run_dir)

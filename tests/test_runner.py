@@ -175,3 +175,25 @@ def test_kill_minus_nine_then_resume_generates_nothing_twice(project):
     assert counts["cached"] == committed
     assert counts["generated"] == len(total) - counts["cached"]
     assert len(run.records) == len(total) and all(r["scores"]["accuracy"] == 1.0 for r in run.records)
+
+
+def test_blessed_baseline_is_reused_and_refused_when_settings_change(project):
+    from harness.baselines import bless
+    from harness.errors import HarnessError
+
+    first = run_project(project)
+    stored = bless(first.run_dir, ["base"], project / "baselines")
+    assert stored == [project / "baselines" / "arith" / "base"]
+    pool = BackendPool()
+    cache = GenerationCache(project / "empty-cache.sqlite")  # nothing cached: only the baseline can answer
+    second = run_project(project, cache=cache, pool=pool, baselines=project / "baselines", variants=["base"])
+    assert pool.loads == 0 and all(r.get("blessed") for r in second.records)
+    assert [r["output"] for r in second.records] == [r["output"] for r in first.records if r["variant"] == "base"]
+    # Change the generation settings: the baseline no longer applies and the run says why.
+    (project / "suites" / "arith.yaml").write_text(
+        (project / "suites" / "arith.yaml").read_text().replace("max_tokens: 16", "max_tokens: 32"))
+    third = run_project(project, cache=cache, baselines=project / "baselines", variants=["base"])
+    (error,) = third.errors
+    assert "the generation settings changed" in error["error"] and "harness bless" in error["error"]
+    with pytest.raises(HarnessError, match="did not complete|not run|none of"):
+        bless(first.run_dir, ["nobody"], project / "baselines")

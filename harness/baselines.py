@@ -1,0 +1,118 @@
+"""Blessed baselines: a reviewed run's outputs for a variant, stored under `reports/baselines/`
+and reused by later runs instead of regenerating — only while everything that shaped those
+outputs is unchanged. A mismatch is refused with a message naming what changed.
+
+What must match (the baseline's key): the suite's data and split settings (data file hashes,
+field map, holdout, seed), the engine (model weights fingerprint, backend, quantisation), the
+adapter's content hash, the generation settings, the few-shot examples and the system prompt.
+Scorers and gates may change: blessed outputs are re-scored by the current suite.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from harness._files import sha256_file, sha256_text
+from harness.errors import HarnessError
+from harness.records import load_run
+
+KEY_FIELDS = ("suite_data", "engine_fingerprint", "adapter_sha256", "outputs_sha256", "generation",
+              "fewshot_ids", "system_prompt")
+DESCRIPTIONS = {
+    "suite_data": "the suite's data or split settings",
+    "engine_fingerprint": "the model, backend or quantisation",
+    "adapter_sha256": "the adapter weights",
+    "outputs_sha256": "the recorded outputs file",
+    "generation": "the generation settings",
+    "fewshot_ids": "the few-shot examples",
+    "system_prompt": "the system prompt",
+}
+
+
+def suite_data_key(suite) -> str:
+    """Hash of everything in a suite that decides which prompts exist."""
+    from dataclasses import asdict
+
+    payload = {
+        "data": suite.data_sha256,
+        "train": None if suite.train_path is None else sha256_file(suite.train_path),
+        "fields": asdict(suite.fields) if suite.fields else None,
+        "holdout": suite.holdout,
+        "seed": suite.seed,
+    }
+    return sha256_text(json.dumps(payload, sort_keys=True))
+
+
+def variant_key(info: dict[str, Any], system_prompt: str | None) -> dict[str, Any]:
+    key = {field: info.get(field) for field in KEY_FIELDS if field != "system_prompt"}
+    key["system_prompt"] = system_prompt
+    return key
+
+
+def baseline_dir(root: Path, suite: str, variant: str) -> Path:
+    return root / suite / variant
+
+
+def bless(run_dir: Path, variants: list[str] | None, root: Path = Path("reports/baselines")) -> list[Path]:
+    """Store the run's records for `variants` (default: each suite's baseline) as blessed baselines."""
+    run = load_run(run_dir)
+    if run.manifest.get("status") != "complete":
+        raise HarnessError(f"{run_dir} did not complete (status {run.manifest.get('status')}); bless a complete run.")
+    stored = []
+    for suite, info in run.manifest.get("suites", {}).items():
+        names = variants or [info.get("baseline")]
+        for name in names:
+            if name not in info.get("variants", []):
+                if variants:
+                    continue
+                raise HarnessError(f"{suite}: baseline '{name}' was not run in {run_dir}.")
+            run_info = run.manifest.get("runs", {}).get(f"{suite}/{name}")
+            if run_info is None:
+                raise HarnessError(f"{suite}/{name} failed or did not run in {run_dir}; nothing to bless.")
+            records = [r for r in run.records if r["suite"] == suite and r["variant"] == name]
+            variant_info = run.manifest.get("variants", {}).get(name, {})
+            target = baseline_dir(root, suite, name)
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            (target / "records.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            (target / "manifest.json").write_text(json.dumps({
+                "blessed_from": str(run_dir), "run_id": run.manifest.get("run_id"), "suite": suite, "variant": name,
+                "key": variant_key(run_info, variant_info.get("system_prompt")), "variant_config": variant_info,
+                "n_cases": len(records),
+            }, indent=2))
+            stored.append(target)
+    if variants and not stored:
+        raise HarnessError(f"none of {', '.join(variants)} ran in {run_dir}.")
+    return stored
+
+
+def load_blessed(root: Path, suite: str, variant: str, current_key: dict[str, Any],
+                 case_ids: list[str]) -> dict[str, dict[str, Any]] | None:
+    """Blessed records by case id when a baseline exists and matches; None when there is none.
+
+    Raises HarnessError naming what changed when it exists but does not match."""
+    target = baseline_dir(root, suite, variant)
+    if not (target / "manifest.json").is_file():
+        return None
+    manifest = json.loads((target / "manifest.json").read_text())
+    stored = manifest.get("key", {})
+    changed = [DESCRIPTIONS[f] for f in KEY_FIELDS if stored.get(f) != current_key.get(f)]
+    hint = (f"Re-bless with `harness bless RUN_DIR --variants {variant}` after a fresh run, or delete {target} "
+            "to regenerate.")
+    if changed:
+        raise HarnessError(f"blessed baseline {target} does not match this run: {', '.join(changed)} changed "
+                           f"since it was blessed (run {manifest.get('run_id')}). {hint}")
+    records = {}
+    for line in (target / "records.jsonl").read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records[record["case_id"]] = record
+    absent = [cid for cid in case_ids if cid not in records]
+    if absent:
+        raise HarnessError(f"blessed baseline {target} lacks {len(absent)} of this run's cases "
+                           f"(e.g. {absent[0]}); it was blessed from a smaller run. {hint}")
+    return records
