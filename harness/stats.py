@@ -1,0 +1,982 @@
+"""Statistical core for comparing LLM variants on per-case scores.
+
+Pure numpy/scipy; nothing here imports the rest of ``harness``.  Every random
+procedure is deterministic given ``seed`` (``np.random.default_rng(seed)``).
+
+Methods and why
+---------------
+Single-variant estimates (:func:`estimate`)
+  * Binary scores (all values in {0, 1}): **Wilson score interval**.  Unlike
+    the Wald interval it keeps close to nominal coverage for small n and rates
+    near 0 or 1 (Brown, Cai & DasGupta 2001; Newcombe 1998), which is exactly
+    where LLM pass rates often sit.
+  * Continuous scores: **BCa bootstrap** of the mean (Efron 1987).  BCa is
+    second-order accurate and corrects for the skew / boundedness typical of
+    judge or similarity scores.  The bootstrap is vectorised: data with few
+    distinct values (e.g. rubric scores) resample multinomial counts over the
+    distinct values, other data draw index matrices in chunks (two fixed RNG
+    streams spawned from ``seed``, run on two threads; the result does not
+    depend on the thread count).  The acceleration uses the closed-form
+    jackknife for the mean; ties in the bias-correction count as half.
+  * With ``clusters`` (e.g. several questions generated from one document):
+    the **cluster-robust (CR1 / Liang-Zeger sandwich) standard error** of the
+    mean, ``se^2 = G/(G-1) * sum_g (S_g - mean * n_g)^2 / N^2``, which equals
+    statsmodels' OLS ``cov_type="cluster"`` SE of an intercept-only model.
+    - continuous scores -> ``mean +/- t_{G-1} * se`` (method ``"cluster-se"``);
+    - binary scores -> **design-effect-adjusted Wilson**: ``deff = se^2 /
+      (p(1-p)/N)`` floored at 1 (clustering is never allowed to *narrow* the
+      interval), then Wilson with effective sample size ``N / deff`` and the
+      ``t_{G-1}`` quantile in place of z (method ``"cluster-wilson"``).  This
+      keeps Wilson's good behaviour near 0 / 1.
+
+Paired comparisons (:func:`paired_compare`), ``diff = mean(a - b)``
+  * Binary a and b: **exact (conditional) McNemar test**, i.e. a binomial test
+    of the discordant pairs with ``scipy.stats.binomtest``.  Two-sided p is
+    ``binomtest(min(a_only, b_only), a_only + b_only)``; the one-sided p-values
+    are the upper tails of ``a_only`` resp. ``b_only``.  No discordant pairs
+    -> all p-values are 1.
+  * Otherwise: **paired sign-flip permutation test** on the differences
+    (exchangeability of the A/B labels within a case under H0; no normality
+    assumption).  Zero differences are dropped (flipping them is a no-op).
+    With <= 16 non-zero differences all 2^m sign patterns are enumerated
+    (exact p); otherwise ``n_resamples`` random patterns with the
+    ``(1 + count) / (1 + n_resamples)`` correction.  Implemented with 8-bit
+    lookup tables of partial sums, so one resample costs ``m/8`` gathers.
+  * With ``clusters`` both the test and the CI operate on clusters: the
+    sign-flip test flips whole clusters (test ``"cluster-sign-flip-
+    permutation"``; McNemar assumes independent pairs so it is not used), and
+    the CI is a cluster bootstrap.
+  * CI of the difference: **paired BCa bootstrap** of ``mean(a - b)``
+    (the same resampled cases for a and b, i.e. resampling the differences;
+    cluster bootstrap of the ratio ``sum d / n`` if clustered).
+  * ``mde``: minimum detectable |diff| for a two-sided level-``alpha`` test
+    with the requested power.  Binary: Connor (1987) normal approximation to
+    McNemar with the observed discordance rate ``psi = (a_only + b_only) / n``,
+    raised to ``max(psi, delta)`` at effect ``delta`` because a true
+    difference delta implies at least a fraction delta of discordant pairs.
+    This is also the floor when no discordant pair was observed (psi = 0 ->
+    psi = delta, the most favourable split), so the MDE stays finite and
+    non-zero instead of being reported as 0 or inf (inf only for n <= 3 at the
+    default alpha and power).
+    The public :func:`mde_paired_binary` keeps psi fixed and returns inf when
+    no delta <= psi reaches the power.  Continuous: exact power of the paired
+    t-test (noncentral t) with the observed SD of the differences; SD 0 ->
+    MDE 0.  Clustered: the same formulas with effective n = n / deff (deff of
+    ``mean(a - b)``, floored at 1).
+
+Non-inferiority (:func:`noninferiority_bound`)
+  * Binary, unclustered: lower limit of the **Tango (1998) score interval**
+    for the difference of paired proportions, at one-sided level 1 - alpha.
+    Score intervals have near-nominal coverage even with few discordant pairs,
+    where Wald and bootstrap intervals are too narrow (exact one-sided
+    coverage 0.94-0.95 for moderate n; it can dip to ~0.93 for very sparse,
+    skewed tables such as n=100, p10=0.03, p01=0.01).  It gives a strictly
+    negative bound for identical variants (finite-sample uncertainty), unlike
+    the bootstrap.
+  * Otherwise: lower end of the two-sided ``1 - 2*alpha`` BCa (cluster)
+    bootstrap interval, identical to ``paired_compare(...,
+    confidence=1 - 2*alpha).ci_low`` with the same seed.
+
+:func:`noninferiority_p` is the matching one-sided p-value for
+H0: ``direction * mean(a - b) <= -margin``: the Tango score test (binary) or
+the inverted BCa lower bound (otherwise), so that ``p < alpha`` exactly when
+the ``noninferiority_bound`` at ``alpha`` exceeds ``-margin`` (BCa: up to the
+bootstrap quantile interpolation).  ``direction=-1`` is for lower-is-better
+scores (it swaps a and b).
+
+Multiplicity: Holm step-down (FWER) and Benjamini-Hochberg (FDR) adjusted
+p-values, both monotone in the raw p-values and capped at 1.
+
+Planning: ``mde_*`` / ``required_n_*`` use the same power formulas as above
+(Connor 1987 for paired binary; noncentral t for paired continuous).
+
+Edge cases (all raise ``ValueError`` with a specific message)
+  * empty input (n == 0);
+  * a single case (n == 1) -- no variability can be estimated; at least 2
+    cases are required by every function taking score arrays
+    (:func:`wilson_interval`, which takes counts, accepts n == 1);
+  * NaN ("score arrays contain NaN") or +/-inf;
+  * length mismatch between ``a``/``b`` or scores/``clusters``;
+  * fewer than 2 distinct clusters.
+  All-equal data are *not* an error: binary data use Wilson as usual;
+  constant continuous data give the degenerate interval ``[c, c]``; identical
+  paired variants give diff 0, CI [0, 0] and p = 1.  Values equal up to
+  floating-point noise (relative 1e-12 of the score scale) count as equal:
+  paired differences that small are snapped to exact ties, so e.g. scores
+  computed as ``0.1 + 0.2`` and ``0.3`` do not produce a spurious difference.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import integrate, optimize, stats
+
+__all__ = [
+    "Estimate",
+    "PairedComparison",
+    "is_binary",
+    "wilson_interval",
+    "bootstrap_bca",
+    "estimate",
+    "paired_compare",
+    "noninferiority_bound",
+    "noninferiority_p",
+    "holm",
+    "benjamini_hochberg",
+    "mde_paired_binary",
+    "mde_paired_continuous",
+    "required_n_paired_binary",
+    "required_n_paired_continuous",
+]
+
+# Exact sign-flip enumeration up to this many non-zero differences (2^16 patterns).
+_EXACT_PERMUTATION_MAX = 16
+# Elements per chunk of the bootstrap index matrix (~4 MB of int64 per chunk).
+_CHUNK_ELEMS = 1 << 19
+# Fixed number of independent RNG streams for the index bootstrap; results do
+# not depend on how many threads actually run them.
+_N_STREAMS = 2
+# Use threads only when the resampling work is large enough to amortise them.
+_THREAD_MIN_WORK = 2_000_000
+# The multinomial-counts path is used when #distinct units <= #units / this.
+_MULTINOMIAL_RATIO = 32
+
+
+# --------------------------------------------------------------------------
+# Result types
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Point estimate (mean score) with a two-sided confidence interval."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    method: str  # "wilson" | "bca-bootstrap" | "cluster-wilson" | "cluster-se"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Result of comparing variant A with variant B on the same cases."""
+
+    estimate_a: float
+    estimate_b: float
+    diff: float  # mean(a - b)
+    ci_low: float
+    ci_high: float
+    p_value: float  # two-sided
+    p_greater: float  # one-sided, H1: a > b
+    p_less: float  # one-sided, H1: a < b
+    test: str  # "mcnemar-exact" | "sign-flip-permutation" | "cluster-sign-flip-permutation"
+    n: int
+    a_only: int | None
+    b_only: int | None
+    mde: float
+
+
+# --------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------
+
+
+def _scores(x: ArrayLike, name: str = "scores") -> np.ndarray:
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a one-dimensional sequence of scores, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (n == 0); at least 2 cases are required")
+    if np.isnan(arr).any():
+        raise ValueError("score arrays contain NaN")
+    if np.isinf(arr).any():
+        raise ValueError("score arrays contain infinite values")
+    if arr.size < 2:
+        raise ValueError(f"{name} has a single case (n == 1); at least 2 cases are required to quantify uncertainty")
+    return arr
+
+
+def _paired(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    xa = _scores(a, "a")
+    xb = _scores(b, "b")
+    if xa.size != xb.size:
+        raise ValueError(f"length mismatch: a has {xa.size} cases, b has {xb.size}")
+    return xa, xb
+
+
+def _cluster_codes(clusters: Sequence[Hashable], n: int) -> tuple[np.ndarray, int]:
+    keys = list(clusters)
+    if len(keys) != n:
+        raise ValueError(f"length mismatch: clusters has {len(keys)} entries, scores have {n}")
+    mapping: dict[Hashable, int] = {}
+    codes = np.fromiter((mapping.setdefault(k, len(mapping)) for k in keys), dtype=np.intp, count=n)
+    n_clusters = len(mapping)
+    if n_clusters < 2:
+        raise ValueError("clusters must contain at least 2 distinct clusters for cluster-robust inference")
+    return codes, n_clusters
+
+
+def _check_prob(value: float, name: str, *, upper_exclusive: float = 1.0) -> float:
+    v = float(value)
+    if not (0.0 < v < upper_exclusive):
+        raise ValueError(f"{name} must be in (0, {upper_exclusive:g}), got {value!r}")
+    return v
+
+
+def _check_resamples(n_resamples: int) -> int:
+    try:
+        b = operator.index(n_resamples)
+    except TypeError:
+        raise TypeError(f"n_resamples must be an integer, got {n_resamples!r}") from None
+    if b < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    return b
+
+
+# Relative size below which values are treated as equal (floating-point noise,
+# e.g. 0.4 - 0.3 != 0.2 - 0.1).
+_REL_EPS = 1e-12
+
+
+def _is_constant(x: np.ndarray) -> bool:
+    return float(np.ptp(x)) <= _REL_EPS * max(1.0, float(np.max(np.abs(x))))
+
+
+def _differences(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
+    """a - b with floating-point noise (|d| <= 1e-12 * score scale) snapped to exact 0."""
+    d = xa - xb
+    scale = max(1.0, float(np.max(np.abs(xa))), float(np.max(np.abs(xb))))
+    d[np.abs(d) <= _REL_EPS * scale] = 0.0
+    return d
+
+
+def _count(value: int, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer count, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TypeError(f"{name} must be an integer count, got {value!r}") from None
+
+
+# --------------------------------------------------------------------------
+# Wilson
+# --------------------------------------------------------------------------
+
+
+def _wilson(p: float, n: float, z: float) -> tuple[float, float]:
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    center = (p + z2 / (2.0 * n)) / denom
+    half = z * math.sqrt(max(p * (1.0 - p), 0.0) / n + z2 / (4.0 * n * n)) / denom
+    lo = 0.0 if p <= 0.0 else max(0.0, center - half)
+    hi = 1.0 if p >= 1.0 else min(1.0, center + half)
+    return lo, hi
+
+
+def is_binary(scores: ArrayLike) -> bool:
+    """Return True if every score is 0 or 1 (False for an empty input)."""
+    arr = np.asarray(scores, dtype=float).ravel()
+    if arr.size == 0:
+        return False
+    return bool(np.all((arr == 0.0) | (arr == 1.0)))
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion successes/n."""
+    k = _count(successes, "successes")
+    m = _count(n, "n")
+    if m < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not 0 <= k <= m:
+        raise ValueError(f"successes must be in [0, n], got successes={k}, n={m}")
+    conf = _check_prob(confidence, "confidence")
+    z = float(stats.norm.ppf(0.5 + conf / 2.0))
+    return _wilson(k / m, float(m), z)
+
+
+# --------------------------------------------------------------------------
+# Bootstrap engine
+# --------------------------------------------------------------------------
+
+
+def _index_bootstrap(
+    num: np.ndarray, den: np.ndarray | None, n_resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resample units by index matrices in chunks; return per-resample sums."""
+    units = num.size
+    out_num = np.empty(n_resamples)
+    out_den = None if den is None else np.empty(n_resamples)
+    streams = rng.spawn(_N_STREAMS)
+    bounds = np.linspace(0, n_resamples, _N_STREAMS + 1).astype(int)
+    rows = max(1, _CHUNK_ELEMS // units)
+
+    def work(i: int) -> None:
+        r = streams[i]
+        for start in range(bounds[i], bounds[i + 1], rows):
+            stop = min(bounds[i + 1], start + rows)
+            idx = r.integers(0, units, size=(stop - start, units))
+            out_num[start:stop] = num[idx].sum(axis=1)
+            if out_den is not None:
+                out_den[start:stop] = den[idx].sum(axis=1)
+
+    if n_resamples * units >= _THREAD_MIN_WORK and (os.cpu_count() or 1) > 1:
+        with ThreadPoolExecutor(max_workers=_N_STREAMS) as pool:
+            list(pool.map(work, range(_N_STREAMS)))
+    else:
+        for i in range(_N_STREAMS):
+            work(i)
+    return out_num, out_den
+
+
+def _bootstrap_ratio(num: np.ndarray, den: np.ndarray | None, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap distribution of sum(num)/sum(den) over units drawn with replacement.
+
+    ``den=None`` means every unit has weight 1 (the plain mean).  Units with
+    identical (num, den) are grouped; if there are few groups the resample is
+    a multinomial count vector over groups, which has exactly the same
+    distribution as resampling indices but costs O(#groups) per resample.
+    Groups are ordered by first occurrence so that negating the data negates
+    the bootstrap distribution exactly (same random draws).
+    """
+    units = num.size
+    if den is not None and np.all(den == den[0]):
+        den_const: float | None = float(den[0]) * units
+        den = None
+    else:
+        den_const = float(units) if den is None else None
+
+    if den is None:
+        _, first, inverse = np.unique(num, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(np.column_stack([num, den]), axis=0, return_index=True, return_inverse=True)
+    inverse = np.asarray(inverse).ravel()
+    n_groups = first.size
+    if n_groups * _MULTINOMIAL_RATIO <= units:
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(n_groups, dtype=np.intp)
+        rank[order] = np.arange(n_groups)
+        freq = np.bincount(rank[inverse], minlength=n_groups).astype(float)
+        vals_num = num[first[order]]
+        counts = rng.multinomial(units, freq / units, size=n_resamples).astype(float)
+        boot_num = (counts * vals_num).sum(axis=1)
+        if den is None:
+            return boot_num / den_const
+        boot_den = (counts * den[first[order]]).sum(axis=1)
+        return boot_num / boot_den
+    boot_num, boot_den = _index_bootstrap(num, den, n_resamples, rng)
+    if boot_den is None:
+        return boot_num / den_const
+    return boot_num / boot_den
+
+
+def _jackknife_accel(num: np.ndarray, den: np.ndarray | None) -> float:
+    """BCa acceleration from the delete-one-unit jackknife of sum(num)/sum(den)."""
+    if den is None:
+        e = num - num.sum() / num.size  # closed form for the mean
+    else:
+        loo = (num.sum() - num) / (den.sum() - den)
+        e = loo.mean() - loo
+    s2 = float(np.sum(e * e))
+    if s2 <= 0.0:
+        return 0.0
+    return float(np.sum(e * e * e)) / (6.0 * s2**1.5)
+
+
+def _ecdf_mid(boot: np.ndarray, x: float) -> float:
+    """P(boot < x) + P(boot == x)/2 (ties up to float noise), clipped away from 0 and 1."""
+    b = boot.size
+    tol = 1e-12 * max(abs(x), float(np.max(np.abs(boot))), 1e-300)
+    less = np.count_nonzero(boot < x - tol)
+    equal = np.count_nonzero(np.abs(boot - x) <= tol)
+    prop = (less + 0.5 * equal) / b
+    return min(max(prop, 0.5 / b), 1.0 - 0.5 / b)
+
+
+def _bca_from_boot(theta: float, boot: np.ndarray, accel: float, confidence: float) -> tuple[float, float]:
+    z0 = float(stats.norm.ppf(_ecdf_mid(boot, theta)))
+    z_alpha = float(stats.norm.ppf((1.0 - confidence) / 2.0))
+    levels = []
+    for z in (z_alpha, -z_alpha):
+        w = z0 + z
+        denom = 1.0 - accel * w
+        if denom <= 0.0:
+            levels.append(1.0 if w > 0 else 0.0)
+        else:
+            levels.append(float(stats.norm.cdf(z0 + w / denom)))
+    lo, hi = np.quantile(boot, levels)
+    return float(lo), float(hi)
+
+
+def _bca_pvalue_lower(theta: float, boot: np.ndarray, accel: float, null: float) -> float:
+    """Smallest alpha whose one-sided BCa lower bound reaches ``null`` (H1: mean > null).
+
+    Inverts the BCa lower endpoint: the endpoint at level alpha is the
+    bootstrap quantile at Phi(z0 + u / (1 - a u)), u = z0 + z_alpha; setting
+    that quantile level to the bootstrap CDF at ``null`` and solving gives
+    u = w / (1 + a w), w = Phi^-1(F(null)) - z0, alpha = Phi(u - z0).
+    """
+    z0 = float(stats.norm.ppf(_ecdf_mid(boot, theta)))
+    w = float(stats.norm.ppf(_ecdf_mid(boot, null))) - z0
+    denom = 1.0 + accel * w
+    if denom <= 0.0:
+        return 0.0 if w < 0 else 1.0
+    return float(stats.norm.cdf(w / denom - z0))
+
+
+def _bca_ratio(
+    num: np.ndarray,
+    den: np.ndarray | None,
+    confidence: float,
+    n_resamples: int,
+    rng: np.random.Generator,
+    *,
+    constant: bool,
+    null: float | None = None,
+) -> tuple[float, float]:
+    """BCa interval for sum(num)/sum(den) with unit resampling (or (p, nan) if ``null`` given).
+
+    ``constant`` (all case-level values equal) short-circuits to the degenerate
+    interval [theta, theta]; it is decided on the case-level data by the caller
+    because cluster sums of equal values need not be exactly proportional.
+    With ``null`` the first element is the one-sided BCa p-value for
+    H1: ratio > null, computed from the same bootstrap distribution.
+    """
+    theta = float(num.sum() / (num.size if den is None else den.sum()))
+    boot = None if constant else _bootstrap_ratio(num, den, n_resamples, rng)
+    if boot is None or np.all(boot == boot[0]):
+        if null is not None:
+            return (0.0 if theta > null else 1.0), math.nan
+        return theta, theta
+    accel = _jackknife_accel(num, den)
+    if null is not None:
+        return _bca_pvalue_lower(theta, boot, accel, null), math.nan
+    return _bca_from_boot(theta, boot, accel, confidence)
+
+
+def bootstrap_bca(
+    scores: ArrayLike, confidence: float = 0.95, n_resamples: int = 10_000, seed: int | None = 0
+) -> tuple[float, float]:
+    """Vectorised BCa bootstrap confidence interval for the mean of ``scores``."""
+    x = _scores(scores)
+    conf = _check_prob(confidence, "confidence")
+    b = _check_resamples(n_resamples)
+    return _bca_ratio(x, None, conf, b, np.random.default_rng(seed), constant=_is_constant(x))
+
+
+# --------------------------------------------------------------------------
+# Cluster-robust helpers
+# --------------------------------------------------------------------------
+
+
+def _cluster_sums(x: np.ndarray, codes: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    sums = np.bincount(codes, weights=x, minlength=n_clusters)
+    sizes = np.bincount(codes, minlength=n_clusters).astype(float)
+    return sums, sizes
+
+
+def _cluster_var_of_mean(sums: np.ndarray, sizes: np.ndarray) -> float:
+    """CR1 sandwich variance of the overall (case-weighted) mean."""
+    g = sums.size
+    n = sizes.sum()
+    mean = sums.sum() / n
+    resid = sums - mean * sizes
+    return float(g / (g - 1) * np.sum(resid * resid) / (n * n))
+
+
+def _design_effect(x: np.ndarray, codes: np.ndarray, n_clusters: int, ddof: int) -> float:
+    """Cluster-robust variance of the mean over the iid variance, floored at 1."""
+    n = x.size
+    iid = float(np.var(x, ddof=ddof)) / n
+    if iid <= 0.0:
+        return 1.0
+    sums, sizes = _cluster_sums(x, codes, n_clusters)
+    return max(1.0, _cluster_var_of_mean(sums, sizes) / iid)
+
+
+# --------------------------------------------------------------------------
+# estimate
+# --------------------------------------------------------------------------
+
+
+def estimate(
+    scores: ArrayLike,
+    *,
+    clusters: Sequence[Hashable] | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int | None = 0,
+) -> Estimate:
+    """Mean score with CI: Wilson (binary), BCa bootstrap (continuous), or cluster-robust."""
+    x = _scores(scores)
+    conf = _check_prob(confidence, "confidence")
+    b = _check_resamples(n_resamples)
+    n = int(x.size)
+    binary = is_binary(x)
+    z = float(stats.norm.ppf(0.5 + conf / 2.0))
+
+    if clusters is None:
+        if binary:
+            k = int(x.sum())
+            lo, hi = _wilson(k / n, float(n), z)
+            return Estimate(k / n, lo, hi, n, "wilson")
+        lo, hi = _bca_ratio(x, None, conf, b, np.random.default_rng(seed), constant=_is_constant(x))
+        return Estimate(float(x.sum() / n), lo, hi, n, "bca-bootstrap")
+
+    codes, g = _cluster_codes(clusters, n)
+    sums, sizes = _cluster_sums(x, codes, g)
+    mean = float(x.sum() / n)
+    t = float(stats.t.ppf(0.5 + conf / 2.0, g - 1))
+    if binary:
+        deff = _design_effect(x, codes, g, ddof=0)
+        lo, hi = _wilson(mean, n / deff, t)
+        return Estimate(mean, lo, hi, n, "cluster-wilson")
+    se = math.sqrt(_cluster_var_of_mean(sums, sizes))
+    return Estimate(mean, mean - t * se, mean + t * se, n, "cluster-se")
+
+
+# --------------------------------------------------------------------------
+# Tests for paired data
+# --------------------------------------------------------------------------
+
+
+def _mcnemar_exact(a_only: int, b_only: int) -> tuple[float, float, float]:
+    m = a_only + b_only
+    if m == 0:
+        return 1.0, 1.0, 1.0
+    p_two = stats.binomtest(min(a_only, b_only), m, 0.5, alternative="two-sided").pvalue
+    p_greater = stats.binomtest(a_only, m, 0.5, alternative="greater").pvalue
+    p_less = stats.binomtest(b_only, m, 0.5, alternative="greater").pvalue
+    return float(min(1.0, p_two)), float(p_greater), float(p_less)
+
+
+_BYTE_SIGNS = np.where((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1, 1.0, -1.0)  # (256, 8)
+
+
+def _sign_flip_pvalues(units: np.ndarray, n_resamples: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Two-sided, greater and less p-values of the sign-flip test of sum(units)."""
+    v = units[units != 0.0]
+    m = v.size
+    if m == 0:
+        return 1.0, 1.0, 1.0
+    n_groups = -(-m // 8)
+    padded = np.zeros(n_groups * 8)
+    padded[:m] = v
+    blocks = padded.reshape(n_groups, 8)
+    # table[j, byte] = sum_k sign_k(byte) * blocks[j, k], accumulated in a fixed order.
+    table = np.zeros((n_groups, 256))
+    for k in range(8):
+        table += blocks[:, k, None] * _BYTE_SIGNS[None, :, k]
+    flat_table = table.ravel()
+    offsets = np.arange(n_groups, dtype=np.intp) * 256
+    t_obs = float(table[:, 255].sum())
+    tol = 1e-10 * float(np.abs(v).sum())
+    abs_obs = abs(t_obs)
+
+    def stat(byte_rows: np.ndarray) -> np.ndarray:
+        return flat_table[byte_rows.astype(np.intp) + offsets].sum(axis=1)
+
+    if m <= _EXACT_PERMUTATION_MAX:
+        patterns = np.arange(2**m, dtype=np.int64)[:, None]
+        t = stat((patterns >> (8 * np.arange(n_groups))) & 0xFF)  # byte j = signs of block j
+        total = t.size
+        return (
+            float(np.count_nonzero(np.abs(t) >= abs_obs - tol) / total),
+            float(np.count_nonzero(t >= t_obs - tol) / total),
+            float(np.count_nonzero(t <= t_obs + tol) / total),
+        )
+
+    rows = max(1, (1 << 20) // n_groups)
+    c_two = c_greater = c_less = 0
+    for start in range(0, n_resamples, rows):
+        size = min(rows, n_resamples - start)
+        t = stat(rng.integers(0, 256, size=(size, n_groups), dtype=np.uint8))
+        c_two += int(np.count_nonzero(np.abs(t) >= abs_obs - tol))
+        c_greater += int(np.count_nonzero(t >= t_obs - tol))
+        c_less += int(np.count_nonzero(t <= t_obs + tol))
+    denom = n_resamples + 1.0
+    return (1 + c_two) / denom, (1 + c_greater) / denom, (1 + c_less) / denom
+
+
+# --------------------------------------------------------------------------
+# Power / MDE
+# --------------------------------------------------------------------------
+
+
+def _mde_binary(n: float, psi: float, alpha: float, power: float) -> float:
+    za = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    zb = float(stats.norm.ppf(power))
+    rn = math.sqrt(n)
+
+    def f(delta: float) -> float:
+        return rn * delta - za * math.sqrt(psi) - zb * math.sqrt(max(psi - delta * delta, 0.0))
+
+    if f(0.0) >= 0.0:
+        return 0.0
+    if f(psi) < 0.0:
+        return math.inf
+    return float(optimize.brentq(f, 0.0, psi, xtol=1e-14, rtol=1e-12))
+
+
+def _mde_binary_observed(n: float, psi_hat: float, alpha: float, power: float) -> float:
+    """MDE when the discordance rate at effect delta is max(psi_hat, delta).
+
+    A true difference delta = p10 - p01 forces p10 + p01 >= delta, so the
+    observed rate is raised to delta where it is infeasible.  This is also the
+    floor used when no discordant pair was observed (psi_hat == 0): the best
+    case psi = delta (all discordant pairs in one direction).
+    """
+    if psi_hat > 0.0:
+        mde = _mde_binary(n, psi_hat, alpha, power)
+        if math.isfinite(mde):
+            return mde
+    za = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    zb = float(stats.norm.ppf(power))
+    rn = math.sqrt(n)
+
+    def g(delta: float) -> float:
+        return rn * delta - za * math.sqrt(delta) - zb * math.sqrt(max(delta - delta * delta, 0.0))
+
+    lo = max(psi_hat, 1e-300)
+    if g(1.0) < 0.0:
+        return math.inf
+    if g(lo) >= 0.0:
+        return lo
+    return float(optimize.brentq(g, lo, 1.0, xtol=1e-14, rtol=1e-12))
+
+
+def _power_t(n: float, effect_size: float, alpha: float) -> float:
+    """Power of the two-sided one-sample t-test with n cases at standardized effect."""
+    df = n - 1.0
+    tc = float(stats.t.ppf(1.0 - alpha / 2.0, df))
+    nc = effect_size * math.sqrt(n)
+    power = float(stats.nct.sf(tc, df, nc) + stats.nct.cdf(-tc, df, nc))
+    if math.isfinite(power):
+        return power
+
+    # scipy's noncentral t can return NaN for tiny df / large nc: integrate over
+    # the chi-distributed denominator instead, T = (Z + nc) / (U / sqrt(df)).
+    def integrand(u: float) -> float:
+        s = tc * u / math.sqrt(df)
+        return float(stats.chi.pdf(u, df) * (stats.norm.sf(s - nc) + stats.norm.cdf(-s - nc)))
+
+    return float(integrate.quad(integrand, 0.0, math.inf, limit=200)[0])
+
+
+def _mde_continuous(sd: float, n: float, alpha: float, power: float) -> float:
+    if sd == 0.0:
+        return 0.0
+    if n <= 1.0:
+        return math.inf
+    if power <= alpha:  # a zero effect already rejects with probability alpha
+        return 0.0
+    df = n - 1.0
+    # Bracket: the normal approximation under-shoots (t tails are heavier), the
+    # t-quantile approximation (t_{1-alpha/2} + t_{power}) / sqrt(n) is close.
+    lo = (float(stats.norm.ppf(1.0 - alpha / 2.0)) + float(stats.norm.ppf(power))) / math.sqrt(n)
+    hi = (float(stats.t.ppf(1.0 - alpha / 2.0, df)) + float(stats.t.ppf(power, df))) / math.sqrt(n)
+    lo, hi = max(min(lo, hi) * 0.9, 0.0), max(lo, hi) * 1.1 + 1e-12
+    while _power_t(n, lo, alpha) > power and lo > 1e-12:
+        lo *= 0.5
+    while _power_t(n, hi, alpha) < power:
+        hi *= 2.0
+        if hi > 1e12:  # pragma: no cover - defensive
+            return math.inf
+    es = optimize.brentq(lambda e: _power_t(n, e, alpha) - power, lo, hi, xtol=1e-12, rtol=1e-10)
+    return float(es * sd)
+
+
+def mde_paired_binary(n: int, discordance_rate: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimal |p10 - p01| detectable by McNemar (Connor 1987 normal approx); inf if none is."""
+    m = _count(n, "n")
+    if m < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    psi = float(discordance_rate)
+    if not 0.0 < psi <= 1.0:
+        raise ValueError(f"discordance_rate must be in (0, 1], got {discordance_rate!r}")
+    return _mde_binary(float(m), psi, _check_prob(alpha, "alpha"), _check_prob(power, "power"))
+
+
+def mde_paired_continuous(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimal |mean diff| detectable by a two-sided paired t-test (noncentral t power)."""
+    m = _count(n, "n")
+    if m < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    sd = float(sd_diff)
+    if not (sd >= 0.0 and math.isfinite(sd)):
+        raise ValueError(f"sd_diff must be a finite non-negative number, got {sd_diff!r}")
+    return _mde_continuous(sd, float(m), _check_prob(alpha, "alpha"), _check_prob(power, "power"))
+
+
+def required_n_paired_binary(effect: float, discordance_rate: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Cases needed for McNemar to detect |p10 - p01| = effect (Connor 1987)."""
+    delta = abs(float(effect))
+    psi = float(discordance_rate)
+    if not 0.0 < psi <= 1.0:
+        raise ValueError(f"discordance_rate must be in (0, 1], got {discordance_rate!r}")
+    if not 0.0 < delta <= psi:
+        raise ValueError(
+            f"effect must satisfy 0 < |effect| <= discordance_rate (|p10 - p01| <= p10 + p01), got {effect!r}"
+        )
+    za = float(stats.norm.ppf(1.0 - _check_prob(alpha, "alpha") / 2.0))
+    zb = float(stats.norm.ppf(_check_prob(power, "power")))
+    n = (za * math.sqrt(psi) + zb * math.sqrt(max(psi - delta * delta, 0.0))) ** 2 / (delta * delta)
+    return max(1, math.ceil(n - 1e-9))
+
+
+def required_n_paired_continuous(effect: float, sd_diff: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Cases needed for a two-sided paired t-test to detect mean diff = effect (noncentral t)."""
+    delta = abs(float(effect))
+    sd = float(sd_diff)
+    if not (delta > 0.0 and math.isfinite(delta)):
+        raise ValueError(f"effect must be non-zero and finite, got {effect!r}")
+    if not (sd > 0.0 and math.isfinite(sd)):
+        raise ValueError(f"sd_diff must be positive and finite, got {sd_diff!r}")
+    a = _check_prob(alpha, "alpha")
+    pw = _check_prob(power, "power")
+    es = delta / sd
+    za = float(stats.norm.ppf(1.0 - a / 2.0))
+    zb = float(stats.norm.ppf(pw))
+    n = max(2, math.ceil(((za + zb) / es) ** 2))
+    while _power_t(n, es, a) < pw:
+        n += 1
+    while n > 2 and _power_t(n - 1, es, a) >= pw:
+        n -= 1
+    return int(n)
+
+
+# --------------------------------------------------------------------------
+# paired_compare / noninferiority_bound
+# --------------------------------------------------------------------------
+
+
+def _diff_bca(
+    d: np.ndarray,
+    codes: np.ndarray | None,
+    n_clusters: int,
+    confidence: float,
+    n_resamples: int,
+    rng: np.random.Generator,
+    null: float | None = None,
+) -> tuple[float, float]:
+    constant = _is_constant(d)
+    if codes is None:
+        return _bca_ratio(d, None, confidence, n_resamples, rng, constant=constant, null=null)
+    sums, sizes = _cluster_sums(d, codes, n_clusters)
+    return _bca_ratio(sums, sizes, confidence, n_resamples, rng, constant=constant, null=null)
+
+
+def paired_compare(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    clusters: Sequence[Hashable] | None = None,
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    n_resamples: int = 10_000,
+    seed: int | None = 0,
+) -> PairedComparison:
+    """Compare variants A and B on the same cases: diff, paired-bootstrap CI, p-values, MDE."""
+    xa, xb = _paired(a, b)
+    conf = _check_prob(confidence, "confidence")
+    al = _check_prob(alpha, "alpha")
+    pw = _check_prob(power, "power")
+    bres = _check_resamples(n_resamples)
+    n = int(xa.size)
+    d = _differences(xa, xb)
+    binary = is_binary(xa) and is_binary(xb)
+    boot_rng, perm_rng = np.random.default_rng(seed).spawn(2)
+
+    codes: np.ndarray | None = None
+    g = 0
+    if clusters is not None:
+        codes, g = _cluster_codes(clusters, n)
+
+    ci_low, ci_high = _diff_bca(d, codes, g, conf, bres, boot_rng)
+
+    a_only = b_only = None
+    if binary:
+        a_only = int(np.count_nonzero(d > 0))
+        b_only = int(np.count_nonzero(d < 0))
+
+    if codes is None:
+        n_eff = float(n)
+        if binary:
+            p_two, p_greater, p_less = _mcnemar_exact(a_only, b_only)
+            test = "mcnemar-exact"
+        else:
+            p_two, p_greater, p_less = _sign_flip_pvalues(d, bres, perm_rng)
+            test = "sign-flip-permutation"
+    else:
+        sums, _ = _cluster_sums(d, codes, g)
+        p_two, p_greater, p_less = _sign_flip_pvalues(sums, bres, perm_rng)
+        test = "cluster-sign-flip-permutation"
+        n_eff = n / _design_effect(d, codes, g, ddof=1)
+
+    if binary:
+        mde = _mde_binary_observed(n_eff, (a_only + b_only) / n, al, pw)
+    else:
+        sd = 0.0 if _is_constant(d) else float(np.std(d, ddof=1))
+        mde = _mde_continuous(sd, n_eff, al, pw)
+
+    return PairedComparison(
+        estimate_a=float(xa.mean()),
+        estimate_b=float(xb.mean()),
+        diff=float(d.sum() / n),
+        ci_low=ci_low,
+        ci_high=ci_high,
+        p_value=p_two,
+        p_greater=p_greater,
+        p_less=p_less,
+        test=test,
+        n=n,
+        a_only=a_only,
+        b_only=b_only,
+        mde=mde,
+    )
+
+
+def _tango_score(a_only: int, b_only: int, n: int, delta: float) -> float:
+    """Tango's (1998) score statistic for H0: p(a=1,b=0) - p(a=0,b=1) = delta.
+
+    Uses the closed-form restricted MLE of p(a=0,b=1) under H0; large values
+    are evidence that the difference exceeds delta.
+    """
+    b, c = float(a_only), float(b_only)
+    w = -b - c + (2.0 * n - b + c) * delta
+    q21 = (math.sqrt(max(w * w + 8.0 * n * c * delta * (1.0 - delta), 0.0)) - w) / (4.0 * n)
+    num = b - c - n * delta
+    var = n * (2.0 * q21 + delta * (1.0 - delta))
+    if var <= 0.0:
+        return 0.0 if num == 0.0 else math.copysign(math.inf, num)
+    return num / math.sqrt(var)
+
+
+def _tango_lower(a_only: int, b_only: int, n: int, z: float) -> float:
+    """Lower limit of Tango's (1998) score interval: smallest delta with score(delta) <= z."""
+    if b_only == n:
+        return -1.0
+    lo, hi = -1.0 + 1e-12, (a_only - b_only) / n
+    if _tango_score(a_only, b_only, n, lo) - z <= 0.0:
+        return -1.0
+    return float(optimize.brentq(lambda x: _tango_score(a_only, b_only, n, x) - z, lo, hi, xtol=1e-12, rtol=1e-12))
+
+
+def noninferiority_bound(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    alpha: float = 0.05,
+    clusters: Sequence[Hashable] | None = None,
+    n_resamples: int = 10_000,
+    seed: int | None = 0,
+) -> float:
+    """One-sided (1 - alpha) lower confidence bound of mean(a - b): Tango score (binary) or BCa."""
+    xa, xb = _paired(a, b)
+    al = _check_prob(alpha, "alpha", upper_exclusive=0.5)
+    bres = _check_resamples(n_resamples)
+    n = int(xa.size)
+    d = _differences(xa, xb)
+    if clusters is None and is_binary(xa) and is_binary(xb):
+        z = float(stats.norm.ppf(1.0 - al))
+        return _tango_lower(int(np.count_nonzero(d > 0)), int(np.count_nonzero(d < 0)), n, z)
+    codes: np.ndarray | None = None
+    g = 0
+    if clusters is not None:
+        codes, g = _cluster_codes(clusters, n)
+    boot_rng, _ = np.random.default_rng(seed).spawn(2)  # same stream as paired_compare's CI
+    lo, _ = _diff_bca(d, codes, g, 1.0 - 2.0 * al, bres, boot_rng)
+    return lo
+
+
+# --------------------------------------------------------------------------
+# Multiplicity
+# --------------------------------------------------------------------------
+
+
+def _pvals(p_values: Sequence[float]) -> np.ndarray:
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"p_values must be one-dimensional, got shape {p.shape}")
+    if np.isnan(p).any():
+        raise ValueError("p_values contain NaN")
+    if ((p < 0.0) | (p > 1.0)).any():
+        raise ValueError("p_values must lie in [0, 1]")
+    return p
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (family-wise error), in input order."""
+    p = _pvals(p_values)
+    m = p.size
+    if m == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adj
+    return [float(v) for v in out]
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg step-up adjusted p-values (false discovery rate), in input order."""
+    p = _pvals(p_values)
+    m = p.size
+    if m == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adj = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    out = np.empty(m)
+    out[order] = adj
+    return [float(v) for v in out]
+
+
+def noninferiority_p(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    margin: float,
+    direction: int = 1,
+    clusters: Sequence[Hashable] | None = None,
+    n_resamples: int = 10_000,
+    seed: int | None = 0,
+) -> float:
+    """One-sided p for H0: direction * mean(a - b) <= -margin (dual of noninferiority_bound)."""
+    m = float(margin)
+    if not math.isfinite(m):
+        raise ValueError(f"margin must be finite, got {margin!r}")
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 (higher is better) or -1 (lower is better), got {direction!r}")
+    xa, xb = _paired(a, b)
+    if direction < 0:
+        xa, xb = xb, xa
+    bres = _check_resamples(n_resamples)
+    n = int(xa.size)
+    d = _differences(xa, xb)
+    if clusters is None and is_binary(xa) and is_binary(xb):
+        a_only, b_only = int(np.count_nonzero(d > 0)), int(np.count_nonzero(d < 0))
+        if m >= 1.0:  # H0 "diff <= -1" only holds if every pair is (a=0, b=1)
+            return 1.0 if b_only == n else 0.0
+        if m <= -1.0:  # H1 "diff > 1" is impossible
+            return 1.0
+        return float(stats.norm.sf(_tango_score(a_only, b_only, n, -m)))
+    codes: np.ndarray | None = None
+    g = 0
+    if clusters is not None:
+        codes, g = _cluster_codes(clusters, n)
+    boot_rng, _ = np.random.default_rng(seed).spawn(2)  # same stream as noninferiority_bound
+    p, _ = _diff_bca(d, codes, g, 0.9, bres, boot_rng, null=-m)
+    return p
