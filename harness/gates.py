@@ -197,43 +197,12 @@ def evaluate_paired(gate: Gate, suite: str, a: dict[str, float], b: dict[str, fl
         p = cmp.p_greater if sign > 0 else cmp.p_less
         test = cmp.test
     else:
-        p = noninferiority_p(va, vb, margin=gate.margin, direction=sign, clusters=cluster_keys)
+        p = stats.noninferiority_p(va, vb, margin=gate.margin, direction=sign, clusters=cluster_keys)
         test = f"non-inferiority ({cmp.test.split('-')[0]} paired, margin {gate.margin:g})"
     result = GateResult(**base, n=cmp.n, estimate=cmp.estimate_a, baseline_estimate=cmp.estimate_b,
                         diff=cmp.diff, diff_ci=(cmp.ci_low, cmp.ci_high), p_value=p, test=test,
                         mde=cmp.mde, verdict=FAIL, reason="", extra={**extra, "a_only": cmp.a_only, "b_only": cmp.b_only})
     return result
-
-
-def noninferiority_p(a: list[float], b: list[float], *, margin: float, direction: int = 1,
-                     clusters: list | None = None) -> float:
-    """p-value of the non-inferiority test H0: A is worse than B by `margin` or more.
-
-    It is the smallest alpha at which the one-sided lower confidence bound of the (directed)
-    difference clears -margin, found by bisection on `stats.noninferiority_bound`, so the p-value
-    and the reported bound always agree. Values >= 0.5 are reported as 1.0 (no evidence).
-    """
-    from harness import stats
-
-    first, second = (a, b) if direction > 0 else (b, a)
-
-    def clears(alpha: float) -> bool:
-        return stats.noninferiority_bound(first, second, alpha=alpha, clusters=clusters) > -margin
-
-    if not clears(0.4999):
-        return 1.0
-    low, high = 1e-9, 0.4999
-    if clears(low):
-        return low
-    for _ in range(40):
-        mid = math.sqrt(low * high)
-        if clears(mid):
-            high = mid
-        else:
-            low = mid
-        if high / low < 1.001:
-            break
-    return high
 
 
 def decide(result: GateResult, *, alpha: float, inconclusive_blocks: bool) -> GateResult:

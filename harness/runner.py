@@ -18,6 +18,7 @@ from typing import Any
 
 from harness import __version__
 from harness._files import sha256_dir, sha256_file, sha256_text
+from harness.lint import holdout_overlap
 from harness.baselines import load_blessed, suite_data_key, variant_key
 from harness.backends import (
     Adapter,
@@ -429,7 +430,9 @@ def suite_manifest(suite: Suite, variants: list[str], n_cases: int, n_pool: int)
 def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *, cache: GenerationCache,
                pool: BackendPool | None = None, log: Callable[[str], None] = print) -> RunResult:
     """Run every suite x variant; write records and manifest; return them."""
+    owns_pool = pool is None
     runner = Runner(models, cache=cache, pool=pool, baselines=options.baselines)
+    loads_before = runner.pool.loads
     run_id = options.run_id or new_run_id()
     run_dir = Path(options.out_root) / run_id
     writer = RunWriter(run_dir)
@@ -455,6 +458,11 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
                 cases = cases[: options.limit]
             names = [v for v in suite.variants if options.variants is None or v in options.variants]
             manifest["suites"][suite.name] = suite_manifest(suite, names, len(cases), len(fewshot_pool))
+            ks = sorted({models.get(v).fewshot for v in names if models.get(v).fewshot})
+            overlaps = holdout_overlap(suite, fewshot=ks)
+            for warning in overlaps:
+                log(f"warning: {suite.name}: {warning}")
+            manifest["suites"][suite.name]["warnings"] = overlaps
             writer.write_manifest(manifest)
             for name in names:
                 variant = models.get(name, where=str(suite.path))
@@ -482,7 +490,7 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
     finally:
         manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest["seconds"] = round(time.time() - started, 2)
-        manifest["counts"] = {**runner.counts, "records": len(all_records), "engine_loads": runner.pool.loads}
+        manifest["counts"] = {**runner.counts, "records": len(all_records), "engine_loads": runner.pool.loads - loads_before}
         manifest["backends"] = {}
         for spec, backend in runner.pool.backends.items():
             try:
@@ -491,7 +499,8 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
                 manifest["backends"][spec.model] = {"error": str(exc)}
         writer.write_manifest(manifest)
         writer.close()
-        runner.pool.close()
+        if owns_pool:
+            runner.pool.close()
     return RunResult(run_dir=run_dir, records=all_records, manifest=manifest, errors=manifest["errors"])
 
 

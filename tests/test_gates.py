@@ -6,7 +6,8 @@ import random
 import pytest
 
 from harness.compare import compare_run
-from harness.gates import FAIL, INCONCLUSIVE, PASS, evaluate_run, noninferiority_p, overall
+from harness.gates import FAIL, INCONCLUSIVE, PASS, evaluate_run, overall
+from harness.stats import noninferiority_p
 from harness.records import Run
 
 
