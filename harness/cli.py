@@ -178,6 +178,52 @@ def plan(
     typer.echo(f"{n} cases detect a paired difference of {effect:g} ({basis}) with {power:.0%} power at alpha {alpha:g}.")
 
 
+@app.command("lint-data")
+def lint_data(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Chat JSONL files to lint (fine-tuning data).")] = None,
+    suite: Annotated[Optional[Path], typer.Option("--suite", "-s", help="Also lint this suite's data: field map, "
+                     "train/holdout split, few-shot pool, format checks.")] = None,
+    train: Annotated[Optional[list[Path]], typer.Option(help="Training file(s) checked for leakage (default: FILES).")] = None,
+    holdout: Annotated[Optional[list[Path]], typer.Option(help="Holdout / evaluation file(s) checked for leakage.")] = None,
+    models: ModelsOpt = Path("models.toml"),
+    tokens: Annotated[bool, typer.Option("--tokens", help="Lengths in tokens of the suite's model (default: words).")] = False,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Model whose tokenizer counts lengths (implies --tokens).")] = None,
+    settings: Annotated[Optional[list[str]], typer.Option("--set", help="Threshold key=value, repeatable, e.g. "
+                        "--set contradictions=warning --set max_duplicate_rate=0.05.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Lint training data and holdouts: structure, duplicates, leakage, contradictions, format, lengths.
+    Exit 0 clean (warnings allowed), 1 error-level findings, 2 bad input."""
+    from harness.lint import LintThresholds, lint_files
+    from harness.suite import load_suite
+
+    try:
+        thresholds = LintThresholds.parse(settings or [])
+        if not files and not suite and not train and not holdout:
+            raise HarnessError("nothing to lint: pass data files, --train/--holdout files or --suite.")
+        loaded = load_suite(suite) if suite else None
+        fewshot: list[int] = []
+        name = tokenizer
+        if loaded is not None and models.is_file():
+            from harness.config import load_models
+
+            config = load_models(models)
+            variants = [config.variants[v] for v in loaded.variants if v in config.variants]
+            fewshot = [v.fewshot for v in variants if v.fewshot]
+            if tokens and name is None and variants:
+                name = variants[0].model
+        if tokens and name is None:
+            from harness.models import BUILTIN_ALIAS
+
+            name = BUILTIN_ALIAS
+        report = lint_files(files or [], suite=loaded, train=train or [], holdout=holdout or [],
+                            thresholds=thresholds, tokenizer=name, fewshot=fewshot)
+    except HarnessError as exc:
+        _fail(exc)
+    typer.echo(report.to_json() if as_json else report.render_text())
+    raise typer.Exit(report.exit_code)
+
+
 @app.command("bless")
 def bless_command(
     run_dir: Annotated[Path, typer.Argument(help="A complete run directory.")],
