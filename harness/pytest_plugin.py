@@ -58,8 +58,12 @@ Options (group "harness")
     --harness-report DIR     write each suite's run records (records.jsonl, manifest.json with the
                              gate results) under DIR; without it they go to a temporary directory
                              that is removed when the session ends
-    --harness-baseline RUN   a blessed baseline run directory; only stored (in the stash, read it with
-                             `baseline_run(config)`) for the blessed-baselines feature
+    --harness-baseline DIR   blessed baselines directory (default: reports/baselines at the rootdir);
+                             matching blessed variants are reused, mismatching ones refused
+
+Forgetting alerts
+    A failed non-inferiority gate on the retention axis writes an alert record under
+    reports/alerts/ at the rootdir and POSTs it to the configured webhook, as `harness run` does.
 """
 
 from __future__ import annotations
@@ -110,8 +114,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="At most N evaluation cases per suite (smoke runs).")
     group.addoption("--harness-report", metavar="DIR", default=None,
                     help="Write each suite's run records (records.jsonl, manifest.json) under DIR.")
-    group.addoption("--harness-baseline", metavar="RUN_DIR", default=None,
-                    help="Blessed baseline run directory (used by the baselines feature).")
+    group.addoption("--harness-baseline", metavar="DIR", default=None,
+                    help="Blessed baselines directory (default: reports/baselines at the rootdir).")
 
 
 @dataclass
@@ -327,12 +331,13 @@ class _State:
                     result = run_suites(
                         [suite], models,
                         RunOptions(variants=outcome.variants, limit=self.limit, out_root=run_dir.parent,
-                                   run_id=run_dir.name, progress=False),
+                                   run_id=run_dir.name, progress=False, baselines=self.baselines_dir()),
                         cache=self.generation_cache(), pool=self.backend_pool(), log=outcome.log.append,
                     )
                     outcome.records, outcome.manifest = result.records, result.manifest
                     results = evaluate_run(outcome.records, outcome.manifest)
                     outcome.manifest["gates"] = [r.as_dict() for r in results]
+                    outcome.manifest["alerts"] = self.raise_alerts(results, outcome, models)
                     writer = RunWriter(run_dir)
                     writer.write_manifest(outcome.manifest)  # last: a manifest with gates marks a reusable run
                     writer.close()
@@ -344,6 +349,22 @@ class _State:
             return outcome
         outcome.results = {r.gate: r for r in results}
         return outcome
+
+    def baselines_dir(self) -> Path:
+        return self.baseline or (self.config.rootpath / "reports" / "baselines")
+
+    def raise_alerts(self, results, outcome: _SuiteOutcome, models) -> list[str]:
+        from harness.alerts import raise_alerts
+
+        alerts = raise_alerts(results, outcome.records, outcome.manifest,
+                              alerts_dir=self.config.rootpath / "reports" / "alerts",
+                              webhook=models.alerts.get("webhook"))
+        for alert in alerts:
+            outcome.log.append(f"ALERT catastrophic forgetting: {alert.alert['variant']} vs "
+                               f"{alert.alert['baseline']} -> {alert.path}")
+            if alert.delivered is False:
+                outcome.log.append(f"alert webhook delivery failed: {alert.delivery_error}")
+        return [str(a.path) for a in alerts]
 
     def close(self) -> None:
         if self._pool is not None:
