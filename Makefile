@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint clean chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 install: $(STAMP)
 
@@ -27,10 +28,15 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	$(VENV)/bin/harness run suites/ --limit 40
 
-test: install
+# Headless browser for the report test (Debian's package; no browser download).
+chromium:
+	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+test: install chromium
 	$(PY) -m pytest -q -ra tests
 
-test-fast: install
+test-fast: install chromium
 	$(PY) -m pytest -q -m "not model and not vllm" tests
 
 lint: install

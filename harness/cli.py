@@ -82,6 +82,8 @@ def run(
     baselines: Annotated[Path, typer.Option(help="Blessed baselines to reuse when they match.")] = Path("reports/baselines"),
     use_baselines: Annotated[bool, typer.Option("--use-baselines/--no-baselines",
                                                 help="Reuse matching blessed baselines.")] = True,
+    report: Annotated[bool, typer.Option("--report", help="Also write report.html / .md / .json into the run "
+                                                          "directory.")] = False,
 ) -> None:
     """Run suites; print gate verdicts; the last line is the run directory. Exit 0 GO, 1 NO-GO, 2 bad input."""
     from harness.cache import GenerationCache
@@ -113,6 +115,14 @@ def run(
     result.manifest["alerts"] = _alerts(gates, result.records, result.manifest, out.parent / "alerts",
                                         config.alerts.get("webhook"))
     RunWriter(result.run_dir).write_manifest(result.manifest)
+    if report:
+        from harness.report import write_report
+
+        try:
+            paths = write_report(result.run_dir)
+            typer.echo(f"report: {paths['html']}")
+        except HarnessError as exc:  # the run itself is done and recorded: say so, keep its exit code
+            typer.secho(f"warning: report not written: {exc}", fg=typer.colors.YELLOW, err=True)
     typer.echo(str(result.run_dir))
     if result.errors:
         raise typer.Exit(1)
@@ -150,6 +160,43 @@ def compare(
         typer.echo("")
         print_gates(gates)
     raise typer.Exit(0 if verdict == "GO" else 1)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory printed by `harness run`.")],
+    baseline: Annotated[Optional[str], typer.Option(help="Variant to compare against (default: each suite's).")] = None,
+) -> None:
+    """Write RUN_DIR/report.html (self-contained go/no-go page), report.md and report.json.
+    Exit 0 GO, 1 NO-GO, 2 bad input."""
+    import json
+
+    from harness.report import write_report
+
+    try:
+        paths = write_report(run_dir, baseline)
+    except (HarnessError, ValueError) as exc:
+        _fail(exc if isinstance(exc, HarnessError) else HarnessError(str(exc)))
+    verdict = json.loads(paths["json"].read_text(encoding="utf-8"))["verdict"]
+    for path in paths.values():
+        typer.echo(str(path))
+    raise typer.Exit(0 if verdict == "GO" else 1)
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory printed by `harness run`.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet or csv.")] = "parquet",
+    out: Annotated[Optional[Path], typer.Option(help="Output file (default: RUN_DIR/cases.<format>).")] = None,
+) -> None:
+    """Write the per-case table (one row per record, a score_<axis> column per axis) for pandas."""
+    from harness.report import export_cases
+
+    try:
+        path = export_cases(run_dir, format=fmt, out=out)
+    except HarnessError as exc:
+        _fail(exc)
+    typer.echo(str(path))
 
 
 @app.command()

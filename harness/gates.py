@@ -214,18 +214,19 @@ def decide(result: GateResult, *, alpha: float, inconclusive_blocks: bool) -> Ga
     sign = 1 if result.op in (">", ">=") else -1
     low, high = sorted((result.diff_ci[0] * sign, result.diff_ci[1] * sign))
     boundary = -(result.margin or 0.0)
-    diff = result.diff * sign
     if result.kind == "superiority":
         claim = f"{result.variant} beats {result.baseline}"
     else:
         claim = f"{result.variant} is at most {result.margin:g} worse than {result.baseline}"
-    numbers = f"diff {diff:+.3f}, CI [{low:+.3f}, {high:+.3f}], p={p:.3g}"
+    # Report the raw difference A - B and its CI, as compare and the report show them.
+    raw_low, raw_high = result.diff_ci
+    numbers = f"diff {result.diff:+.3f}, CI [{raw_low:+.3f}, {raw_high:+.3f}], p={p:.3g}"
     if p < alpha:
         result.verdict = PASS
         result.reason = f"{claim}: {numbers}"
     elif low < boundary < high and (result.mde or 0) > (result.margin or 0):
         result.verdict = INCONCLUSIVE
-        result.reason = (f"cannot tell whether {claim}: {numbers}; the CI straddles {boundary:+.3f} and the minimum "
+        result.reason = (f"cannot tell whether {claim}: {numbers}; the CI straddles {boundary * sign:+.3f} and the minimum "
                          f"detectable effect {result.mde:.3f} exceeds the margin, so more cases are needed")
     else:
         result.verdict = FAIL
