@@ -103,8 +103,10 @@ VARIANT_KEYS = {
     "generation", "engine", "outputs", "trust_remote_code",
     # backend-specific
     "fake", "base_url", "api_key_env", "headers", "timeout", "max_concurrency",
+    "max_attempts", "retry_base_delay", "retry_max_delay",
 }
-OPTION_KEYS = {"fake", "base_url", "api_key_env", "headers", "timeout", "max_concurrency"}
+OPTION_KEYS = {"fake", "base_url", "api_key_env", "headers", "timeout", "max_concurrency",
+               "max_attempts", "retry_base_delay", "retry_max_delay"}
 TOP_KEYS = {"defaults", "variants", "alerts"}
 
 
@@ -267,6 +269,11 @@ def load_models(path: Path | str) -> ModelsConfig:
             if isinstance(defaults.get(key), dict) and isinstance(table.get(key), dict):
                 merged[key] = {**defaults[key], **table[key]}
         variant = _validate_table(path, text, f"variants.{name}", merged)
+        if variant.backend == "openai" and variant.adapter is not None:
+            raise _error(path, text, f"variants.{name}", "adapter",
+                         "an openai variant cannot load a local adapter.",
+                         "Serve it from the server (vLLM: --enable-lora --lora-modules NAME=PATH) and set "
+                         "model = \"NAME\" on this variant instead.")
         if variant.adapter is not None and variant.outputs is not None:
             raise _error(path, text, f"variants.{name}", "outputs", "a variant has either outputs or a model/adapter, not both.")
         check_variant_files(variant, path, text)

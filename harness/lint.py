@@ -1185,6 +1185,9 @@ def lint_files(
       tokenizer measures lengths; None (the default, fast) counts whitespace words.
     """
     started = time.perf_counter()
+    if suite is not None and getattr(suite, "lm_eval", None) is not None:
+        raise ConfigError("this suite runs lm-eval tasks; lint the task's data files directly "
+                          "(harness lint-data FILE...).", file=suite.path, key="lm_eval")
     t = thresholds or LintThresholds()
     linter = _Linter(t)
     fallback = suite.fields if suite is not None else None

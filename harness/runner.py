@@ -107,8 +107,17 @@ def engine_fingerprint(spec: EngineSpec) -> str:
     """Cache identity of an engine: weights, backend, quantisation and output-affecting engine args."""
     semantic = {k: v for k, v in spec.engine_args.items() if k not in NON_SEMANTIC_ENGINE_ARGS}
     options = spec.option_args if spec.backend == "fake" else {}
+    if spec.backend == "fake":
+        weights = f"fake:{spec.model}"
+    elif spec.backend == "openai":  # a served model id: identified by the id and where it is served
+        from harness.backends.openai import model_identity
+
+        weights = model_identity(spec.model, spec.option_args)
+        semantic = {}  # engine arguments do not reach a remote server
+    else:
+        weights = model_fingerprint(spec.model)
     payload = {
-        "weights": model_fingerprint(spec.model) if spec.backend != "fake" else f"fake:{spec.model}",
+        "weights": weights,
         "backend": spec.backend,
         "quantization": spec.quantization,
         "engine": semantic,
@@ -204,10 +213,20 @@ class Runner:
             for start in range(0, len(unique), step):
                 chunk = unique[start : start + step]
                 batch = [requests[missing[k][0]] for k in chunk]
-                if kind == "generate":
-                    results = [r.__dict__ for r in backend.generate(batch)]
-                else:
-                    results = [r.__dict__ for r in backend.loglikelihood(batch)]
+                try:
+                    if kind == "generate":
+                        results = [r.__dict__ for r in backend.generate(batch)]
+                    else:
+                        results = [r.__dict__ for r in backend.loglikelihood(batch)]
+                except HarnessError as exc:
+                    # A backend that got part of a batch (the openai backend after retries) hands the
+                    # successes over as `partial_results` (None where failed): keep them for a re-run.
+                    partial = getattr(exc, "partial_results", None) or []
+                    done = {key: r.__dict__ for key, r in zip(chunk, partial) if r is not None}
+                    if done:
+                        self.cache.put_many(done)
+                        self.counts["generated"] += len(done)
+                    raise
                 self.cache.put_many(dict(zip(chunk, results)))
                 for key, result in zip(chunk, results):
                     for i in missing[key]:
@@ -394,7 +413,12 @@ def variant_manifest(variant: Variant) -> dict[str, Any]:
         entry["adapter"] = str(variant.adapter)
     if variant.outputs is not None:
         entry["outputs"] = str(variant.outputs)
-    if not variant.is_recorded and variant.backend != "fake":
+    if variant.backend == "openai":
+        from harness.backends.openai import model_identity
+
+        entry["base_url"] = variant.options.get("base_url")
+        entry["model_fingerprint"] = model_identity(variant.model, variant.options)
+    elif not variant.is_recorded and variant.backend != "fake":
         try:
             entry["model_fingerprint"] = model_fingerprint(variant.model)
         except HarnessError as exc:
@@ -453,6 +477,11 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
     all_records: list[dict[str, Any]] = []
     try:
         for suite in suites:
+            if suite.lm_eval is not None:  # lm-eval tasks: harness/lmeval.py, same cache, counters and engine pool
+                from harness.lmeval import run_suite as run_lm_eval_suite
+
+                all_records.extend(run_lm_eval_suite(suite, runner, models, options, manifest, writer, progress, log))
+                continue
             cases, fewshot_pool = suite.splits
             if options.limit is not None:
                 cases = cases[: options.limit]

@@ -19,6 +19,7 @@ BUILTIN_AXES = {"format": "higher", "accuracy": "higher", "hallucination": "lowe
 SUITE_KEYS = {
     "suite", "description", "data", "variants", "baseline", "generation", "scorers", "gates",
     "alpha", "gate_mode", "inconclusive", "holm", "axes", "marks",
+    "lm_eval",  # lm-eval tasks instead of data: (harness/lmeval.py)
 }
 DATA_KEYS = {"path", "fields", "holdout", "seed", "train", "limit"}
 
@@ -60,6 +61,8 @@ class Suite:
     marks: list[str] = field(default_factory=list)
     description: str = ""
     lines: dict[tuple, int] = field(default_factory=dict, repr=False)
+    lm_eval: Any = None
+    """`harness.lmeval.LmEvalSource` when the suite runs lm-eval tasks instead of `data:` (data_path is None)."""
 
     @property
     def needs(self) -> frozenset[str]:
@@ -156,43 +159,51 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
         return value
 
     name = typed(("suite",), data.get("suite", path.stem), str, "must be a string")
-    source = data.get("data")
-    if not isinstance(source, dict) or "path" not in source:
-        raise ConfigError("needs data.path (a chat JSONL, JSONL or CSV file).", **where("data"),
-                          hint="e.g. data: {path: data/cases.jsonl, holdout: 0.2, seed: 7}")
-    for key in source:
-        if key not in DATA_KEYS:
-            raise ConfigError("unknown key.", **where("data", key), hint=did_you_mean(str(key), DATA_KEYS))
-    data_path = base_dir / typed(("data", "path"), source["path"], str, "must be a path")
-    if not data_path.is_file():
-        raise DataError(f"data file not found: {data_path}.", **where("data", "path"),
-                        hint="Paths are relative to the suite file.")
-    train_path = None
-    if source.get("train") is not None:
-        train_path = base_dir / typed(("data", "train"), source["train"], str, "must be a path")
-        if not train_path.is_file():
-            raise DataError(f"train file not found: {train_path}.", **where("data", "train"))
-    fields = None
-    if source.get("fields") is not None:
-        raw_fields = typed(("data", "fields"), source["fields"], dict, "must be a mapping of field names")
-        for key, value in raw_fields.items():
-            if key not in FIELD_KEYS:
-                raise ConfigError("unknown field.", **where("data", "fields", key), hint=did_you_mean(str(key), FIELD_KEYS))
-            if key == "choices" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-                continue
-            typed(("data", "fields", key), value, str, "must be a field name (dotted path) or template")
-        if "input" not in raw_fields and "template" not in raw_fields:
-            raise ConfigError("needs 'input' (a field name) or 'template'.", **where("data", "fields"))
-        fields = FieldMap(**raw_fields)
-    holdout = source.get("holdout")
-    if holdout is not None:
-        typed(("data", "holdout"), holdout, (int, float), "must be a fraction")
-        if not 0 < holdout < 1:
-            raise ConfigError(f"must be a fraction between 0 and 1, got {holdout}.", **where("data", "holdout"))
-    seed = typed(("data", "seed"), source.get("seed", 0), int, "must be an integer")
-    limit = source.get("limit")
-    if limit is not None and (typed(("data", "limit"), limit, int, "must be an integer") < 1):
-        raise ConfigError("must be at least 1.", **where("data", "limit"))
+    lm_eval = None
+    if "lm_eval" in data:  # lm-eval tasks instead of a data file: parsed here, run by harness/lmeval.py
+        from harness.lmeval import parse_source
+
+        lm_eval = parse_source(data, where, base_dir)
+        data_path = fields = holdout = train_path = limit = None
+        seed = 0
+    else:
+        source = data.get("data")
+        if not isinstance(source, dict) or "path" not in source:
+            raise ConfigError("needs data.path (a chat JSONL, JSONL or CSV file).", **where("data"),
+                              hint="e.g. data: {path: data/cases.jsonl, holdout: 0.2, seed: 7}")
+        for key in source:
+            if key not in DATA_KEYS:
+                raise ConfigError("unknown key.", **where("data", key), hint=did_you_mean(str(key), DATA_KEYS))
+        data_path = base_dir / typed(("data", "path"), source["path"], str, "must be a path")
+        if not data_path.is_file():
+            raise DataError(f"data file not found: {data_path}.", **where("data", "path"),
+                            hint="Paths are relative to the suite file.")
+        train_path = None
+        if source.get("train") is not None:
+            train_path = base_dir / typed(("data", "train"), source["train"], str, "must be a path")
+            if not train_path.is_file():
+                raise DataError(f"train file not found: {train_path}.", **where("data", "train"))
+        fields = None
+        if source.get("fields") is not None:
+            raw_fields = typed(("data", "fields"), source["fields"], dict, "must be a mapping of field names")
+            for key, value in raw_fields.items():
+                if key not in FIELD_KEYS:
+                    raise ConfigError("unknown field.", **where("data", "fields", key), hint=did_you_mean(str(key), FIELD_KEYS))
+                if key == "choices" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                    continue
+                typed(("data", "fields", key), value, str, "must be a field name (dotted path) or template")
+            if "input" not in raw_fields and "template" not in raw_fields:
+                raise ConfigError("needs 'input' (a field name) or 'template'.", **where("data", "fields"))
+            fields = FieldMap(**raw_fields)
+        holdout = source.get("holdout")
+        if holdout is not None:
+            typed(("data", "holdout"), holdout, (int, float), "must be a fraction")
+            if not 0 < holdout < 1:
+                raise ConfigError(f"must be a fraction between 0 and 1, got {holdout}.", **where("data", "holdout"))
+        seed = typed(("data", "seed"), source.get("seed", 0), int, "must be an integer")
+        limit = source.get("limit")
+        if limit is not None and (typed(("data", "limit"), limit, int, "must be an integer") < 1):
+            raise ConfigError("must be at least 1.", **where("data", "limit"))
 
     variants = data.get("variants")
     if not isinstance(variants, list) or not variants or not all(isinstance(v, str) for v in variants):
@@ -224,11 +235,15 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
         if direction not in ("higher", "lower"):
             raise ConfigError("must be 'higher' or 'lower' (which way is better).", **where("axes", axis))
 
-    raw_scorers = data.get("scorers")
-    if not isinstance(raw_scorers, dict) or not raw_scorers:
+    raw_scorers = data.get("scorers") if lm_eval is None else {}  # lm-eval's metrics score an lm_eval suite
+    if lm_eval is None and (not isinstance(raw_scorers, dict) or not raw_scorers):
         raise ConfigError("needs at least one scorer, by axis.", **where("scorers"),
                           hint="e.g. scorers: {accuracy: exact_match}")
     scorers: list[ScorerSpec] = []
+    if lm_eval is not None:  # one pseudo-scorer names the axis lm-eval's chosen metric lands on
+        from harness.lmeval import SCORER_INFO, score_fn
+
+        scorers.append(ScorerSpec(axis=lm_eval.axis, name="lm_eval", options=None, info=SCORER_INFO, fn=score_fn))
     ctx = ScorerContext(base_dir=base_dir)
     for axis, raw in raw_scorers.items():
         for scorer_name, options, key in _scorer_entries(str(axis), raw, where):
@@ -284,5 +299,5 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
         data_path=data_path, fields=fields, holdout=holdout, seed=seed, train_path=train_path, limit=limit,
         generation=generation, scorers=scorers, gates=gates, alpha=alpha, gate_mode=gate_mode,
         inconclusive=inconclusive, holm=holm, axes=axes, marks=marks,
-        description=str(data.get("description", "")), lines=lines,
+        description=str(data.get("description", "")), lines=lines, lm_eval=lm_eval,
     )
