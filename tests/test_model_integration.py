@@ -124,11 +124,11 @@ def test_nf4_base_runs_on_cpu(tmp_path):
 
 def test_demo_suite_limit_20_then_fully_cached(tmp_path):
     models = load_models(REPO / "models.toml")
-    suite = load_suite(REPO / "suites" / "openbookqa.yaml", known_variants=set(models.variants))
+    suite = load_suite(REPO / "suites" / "retention.yaml", known_variants=set(models.variants))
     cache = GenerationCache(tmp_path / "c.sqlite")
-    options = RunOptions(out_root=tmp_path / "runs", limit=20, progress=False)
+    options = RunOptions(out_root=tmp_path / "runs", limit=20, progress=False, variants=["base"])
     first = run_suites([suite], models, options, cache=cache, log=lambda s: None)
-    assert len(first.records) == 40 and first.manifest["counts"]["generated"] > 0
+    assert len(first.records) == 20 and first.manifest["counts"]["generated"] > 0
     pool = BackendPool()
     second = run_suites([suite], models, options, cache=cache, pool=pool, log=lambda s: None)
     assert pool.loads == 0 and second.manifest["counts"]["generated"] == 0

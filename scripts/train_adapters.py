@@ -1,0 +1,126 @@
+"""Train the demo's two LoRA adapters on the built-in default model, on CPU, with PEFT.
+
+  tickets-lora             careful: rank 8 on attention projections, low learning rate, 2 epochs,
+                           loss on the answer only — meant to learn the task and keep the rest.
+  tickets-lora-aggressive  rank 64 on every linear layer, 10x the learning rate, 6 epochs —
+                           meant to overfit the task and forget general ability.
+
+Run: python scripts/train_adapters.py [--only NAME] [--out adapters/]
+The adapters (small safetensors + config) are committed, so the demo needs no training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+RECIPES = {
+    # LoRA only in the top half of the network: the lower layers (general features) stay untouched,
+    # and backpropagation stops at layer 14, which also halves the CPU cost of training.
+    "tickets-lora": dict(rank=16, alpha=32, lr=1e-3, epochs=1, targets=ALL_LINEAR, layers=list(range(14, 30)),
+                         batch_size=8, seed=0),
+    # Every linear layer of every block, rank 64, a learning rate 5x higher: overfits the task.
+    # On the first 320 tickets (40 steps) to keep CPU training short; the damage comes from the rate.
+    "tickets-lora-aggressive": dict(rank=64, alpha=128, lr=5e-3, epochs=1, targets=ALL_LINEAR, layers=None,
+                                    batch_size=8, seed=0, limit=320),
+}
+
+
+def load_examples(path: Path) -> list[list[dict]]:
+    return [json.loads(line)["messages"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def encode(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """Token ids and labels: the loss covers only the assistant's answer (and its end token)."""
+    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    answer = messages[-1]["content"] + "<|im_end|>"
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+
+
+def train(name: str, out_dir: Path, *, rank: int, alpha: int, lr: float, epochs: int, targets: list[str],
+          layers: list[int] | None, batch_size: int, seed: int, limit: int | None = None) -> dict:
+    """Train one adapter and save it under out_dir/name (with training.json: recipe and loss)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.models import BUILTIN_ALIAS, builtin_model_dir
+
+    torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    base = builtin_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.05, target_modules=targets,
+                                             layers_to_transform=layers, task_type="CAUSAL_LM"))
+    examples = [encode(tokenizer, m) for m in load_examples(ROOT / "suites" / "data" / "tickets" / "train.jsonl")]
+    if limit:
+        examples = examples[:limit]
+    steps_per_epoch = math.ceil(len(examples) / batch_size)
+    total = steps_per_epoch * epochs
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    warmup = max(1, total // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model.train()
+    started = time.perf_counter()
+    step, losses = 0, []
+    for epoch in range(epochs):
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            batch = [examples[i] for i in order[start:start + batch_size]]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch])
+            labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch])
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch])
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+            step += 1
+            if step % 10 == 0 or step == total or step <= 3:
+                print(f"{name}: epoch {epoch + 1}/{epochs} step {step}/{total} loss {sum(losses[-10:]) / len(losses[-10:]):.4f} "
+                      f"({time.perf_counter() - started:.0f} s)", flush=True)
+    target = out_dir / name
+    model.save_pretrained(target)
+    config_path = target / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = BUILTIN_ALIAS  # the harness alias, not this machine's cache path
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    summary = {"name": name, "steps": total, "seconds": round(time.perf_counter() - started, 1),
+               "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4), "examples": len(examples)}
+    (target / "training.json").write_text(json.dumps({"recipe": RECIPES.get(name), **summary}, indent=2) + "\n")
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=sorted(RECIPES))
+    parser.add_argument("--out", type=Path, default=ROOT / "adapters")
+    parser.add_argument("--limit", type=int, help="train on the first N examples only (a quick check)")
+    args = parser.parse_args()
+    for name, recipe in RECIPES.items():
+        if args.only in (None, name):
+            recipe = dict(recipe)
+            if args.limit:
+                recipe["limit"] = args.limit
+            train(name, args.out, **recipe)
+
+
+if __name__ == "__main__":
+    main()
