@@ -330,3 +330,19 @@ def test_token_lengths_with_the_default_model_tokenizer():
     assert report.findings == [] and report.length_unit == "tokens (smollm2-135m-instruct)"
     lengths = report.files[0].lengths
     assert lengths["unit"] == "tokens" and lengths["answer"]["max"] >= 8
+
+
+def test_demo_ticket_data_has_no_leakage_and_an_injected_holdout_ticket_is_caught(tmp_path):
+    from tests.conftest import REPO
+
+    tickets = REPO / "suites" / "data" / "tickets"
+    clean = lint_files([], train=[tickets / "train.jsonl"], holdout=[tickets / "holdout.jsonl"])
+    assert not [f for f in clean.findings if "leakage" in f.code], clean.render_text()
+    leaked = tmp_path / "train.jsonl"
+    holdout_line = (tickets / "holdout.jsonl").read_text().splitlines()[17]
+    leaked.write_text((tickets / "train.jsonl").read_text() + holdout_line + "\n")
+    report = lint_files([], train=[leaked], holdout=[tickets / "holdout.jsonl"])
+    found = [f for f in report.findings if f.code == "leakage"]
+    assert found and report.exit_code == 1
+    assert found[0].lines == [18]  # the holdout line, paired with the injected training line
+    assert "train.jsonl:601" in report.render_text() or "train.jsonl:601" in json.dumps(report.to_dict())
