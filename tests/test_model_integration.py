@@ -56,6 +56,16 @@ def test_default_model_answers_and_prefers_the_truth(backend):
     assert paris.logprob > london.logprob
 
 
+def test_model_calls_leave_the_callers_float_mode_alone(backend):
+    """Denormals are flushed only while the model computes: the caller's arithmetic keeps IEEE subnormals."""
+    import sys
+
+    tiny = sys.float_info.min
+    backend.generate([GenerateRequest.chat([{"role": "user", "content": "Hi"}], max_tokens=2)])
+    backend.loglikelihood([LoglikelihoodRequest(context="The sky is", continuation=" blue")])
+    assert tiny * 0.5 > 0.0
+
+
 def test_batched_generation_matches_one_by_one(backend):
     prompts = [[{"role": "user", "content": q}] for q in
                ("Name a colour.", "What is 2+2? Answer with a number.", "Say hello in French, in one word.")]

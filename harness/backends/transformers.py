@@ -7,6 +7,7 @@ switched per batch, so base + N adapters cost one base load.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,6 +26,28 @@ from harness.errors import AdapterError, BackendError
 from harness.models import resolve_model_path
 
 ENGINE_KEYS = {"dtype", "device", "batch_size", "attn_implementation", "max_length"}
+
+
+def _denormals_flushed() -> bool:
+    tiny = sys.float_info.min
+    return tiny * 0.5 == 0.0
+
+
+@contextlib.contextmanager
+def _compute(torch: Any):
+    """inference_mode with denormal floats flushed to zero, restored afterwards.
+
+    Denormals make CPU matmuls of small models several times slower, but flushing them is a
+    process-wide floating-point mode: left on, it changes arithmetic in the caller's own code
+    (a pytest session, a notebook). So it is on only while the model computes.
+    """
+    was = _denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.set_flush_denormal(was)
 
 
 def _truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -46,8 +69,6 @@ class TransformersBackend(Backend):
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
-        # Denormal floats make CPU matmuls several times slower on small models.
-        torch.set_flush_denormal(True)
         engine = spec.engine_args
         unknown = set(engine) - ENGINE_KEYS
         if unknown:
@@ -154,7 +175,7 @@ class TransformersBackend(Backend):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
-        with torch.inference_mode():
+        with _compute(torch):
             output = self.model.generate(**encoded, **kwargs)
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         eos_ids = self.model.generation_config.eos_token_id
@@ -204,7 +225,7 @@ class TransformersBackend(Backend):
                     pad = self.tokenizer.pad_token_id
                     ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
                     mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
-                    with torch.inference_mode():
+                    with _compute(torch):
                         logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
                     logprobs = torch.log_softmax(logits, dim=-1)
                     for row, i in enumerate(batch):
