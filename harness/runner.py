@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,12 @@ from harness.backends import (
 from harness.cache import GenerationCache, request_key
 from harness.config import GenerationSettings, ModelsConfig, Variant
 from harness.data import Case, select_fewshot
-from harness.errors import AdapterError, DataError, HarnessError
+from harness.errors import AdapterError, ConfigError, DataError, HarnessError, did_you_mean
 from harness.models import model_fingerprint
 from harness.prompts import build_messages
 from harness.records import RunWriter, new_run_id
 from harness.scorers import NEEDS_CHOICES, NEEDS_TEXT, Output, Score
+from harness.scorers.judge import JudgeScorer
 from harness.suite import Suite
 
 NON_SEMANTIC_ENGINE_ARGS = {"batch_size", "gpu_memory_utilization", "max_num_seqs", "swap_space"}
@@ -350,6 +351,8 @@ class Runner:
                         choice_values[i] = (choice_values[i] or []) + [value]
                         cached[i] = cached[i] and flag
 
+        replies = self.judge_outputs(suite, cases, [t["text"] if t is not None else None for t in texts], progress,
+                                     label=f"{suite.name} / {variant.name}")
         records = []
         for i, case in enumerate(cases):
             text = texts[i]["text"] if texts[i] is not None else None
@@ -386,8 +389,14 @@ class Runner:
                 records.append(record)
                 continue
             by_axis: dict[str, list[Score]] = {}
-            for spec_ in suite.scorers:
-                score = spec_.fn(case, output)
+            for j, spec_ in enumerate(suite.scorers):
+                if j in replies:
+                    score = spec_.fn(case, replace(output, judge_reply=replies[j][i]))
+                    if score.details.get("verdict") is None and spec_.fn.unparseable == "error":
+                        raise HarnessError(f"judge '{spec_.fn.variant}' gave no parseable verdict for case "
+                                           f"'{case.id}': {str(replies[j][i])[:200]!r}")
+                else:
+                    score = spec_.fn(case, output)
                 by_axis.setdefault(spec_.axis, []).append(score)
                 check = {"score": score.value}
                 if score.reason:
@@ -398,6 +407,52 @@ class Runner:
             record["scores"] = {axis: combine(suite.axis_direction(axis), s) for axis, s in by_axis.items()}
             records.append(record)
         return records, info
+
+
+    # -- LLM judges ------------------------------------------------------------------------
+    def judge_variant(self, suite: Suite, spec_: Any) -> Variant:
+        """The variant a judge check names, checked: declared in models.toml and a model (not recorded outputs)."""
+        name = spec_.fn.variant
+        where = suite.where(*spec_.key, "model")
+        if name not in self.models.variants:
+            raise ConfigError(f"judge variant '{name}' is not declared in {self.models.path or 'models.toml'}.",
+                              **where, hint=did_you_mean(name, self.models.variants))
+        variant = self.models.variants[name]
+        if variant.is_recorded:
+            raise ConfigError(f"judge variant '{name}' has recorded outputs; a judge must be a model.", **where)
+        return variant
+
+    def judge_outputs(self, suite: Suite, cases: list[Case], texts: list[str | None], progress: _Progress,
+                      label: str) -> dict[int, list[str | None]]:
+        """Each judge check's replies (by index into suite.scorers), one per case (None without output)."""
+        replies: dict[int, list[str | None]] = {}
+        for j, spec_ in enumerate(suite.scorers):
+            fn = spec_.fn
+            if not isinstance(fn, JudgeScorer):
+                continue
+            judge = self.judge_variant(suite, spec_)
+            spec = engine_spec(judge)
+            adapter = None
+            if judge.adapter is not None:
+                adapter = Adapter(name=judge.name, path=judge.adapter, sha256=sha256_dir(judge.adapter))
+            settings = GenerationSettings().merged(judge.generation).as_dict()
+            settings.update(max_tokens=fn.max_tokens, temperature=0.0)
+            owners = [i for i, t in enumerate(texts) if t is not None]
+            requests = [GenerateRequest.chat(build_messages_for_judge(fn.messages(cases[i], texts[i]), judge),
+                                             adapter=adapter, **settings) for i in owners]
+            with progress.task(f"{label} (judge: {judge.name})", len(requests)) as tick:
+                values, _ = self._through_cache(spec, requests, "generate", tick)
+            replies[j] = [None] * len(cases)
+            for i, value in zip(owners, values):
+                replies[j][i] = value["text"]
+        return replies
+
+
+def build_messages_for_judge(messages: list[dict[str, str]], judge: Variant) -> list[dict[str, str]]:
+    """The judge variant's own system prompt (if any) before the fixed judge prompt; never few-shot."""
+    if judge.system_prompt:
+        return [{"role": "system", "content": judge.system_prompt}, *messages]
+    return messages
 
 
 def variant_manifest(variant: Variant) -> dict[str, Any]:
@@ -456,6 +511,10 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
     """Run every suite x variant; write records and manifest; return them."""
     owns_pool = pool is None
     runner = Runner(models, cache=cache, pool=pool, baselines=options.baselines)
+    for suite in suites:  # a misnamed judge fails before any model runs
+        for spec_ in suite.scorers:
+            if isinstance(spec_.fn, JudgeScorer):
+                runner.judge_variant(suite, spec_)
     loads_before = runner.pool.loads
     run_id = options.run_id or new_run_id()
     run_dir = Path(options.out_root) / run_id

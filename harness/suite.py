@@ -33,6 +33,8 @@ class ScorerSpec:
     options: Any
     info: ScorerInfo
     fn: ScoreFn = field(compare=False)
+    key: tuple = field(default=(), compare=False)
+    """Where the check is declared in the suite file (for error locations)."""
 
 
 @dataclass
@@ -259,7 +261,11 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
                 if location["line"] is None:
                     location["line"] = lines.get(key)
                 raise ConfigError(str(exc), **location) from None
-            scorers.append(ScorerSpec(axis=str(axis), name=scorer_name, options=options, info=info, fn=fn))
+            judge_variant = getattr(fn, "variant", None) if scorer_name == "judge" else None
+            if known_variants is not None and judge_variant is not None and judge_variant not in known_variants:
+                raise ConfigError(f"judge variant '{judge_variant}' is not declared in models.toml.",
+                                  **where(*key, "model"), hint=did_you_mean(judge_variant, known_variants))
+            scorers.append(ScorerSpec(axis=str(axis), name=scorer_name, options=options, info=info, fn=fn, key=key))
 
     raw_gates = data.get("gates", []) or []
     if not isinstance(raw_gates, list):

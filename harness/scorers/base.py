@@ -35,6 +35,8 @@ class Output:
     """Sum of log P(choice | prompt) for each of the case's choices, in order."""
     choice_greedy: tuple[bool, ...] | None = None
     """Whether each choice is the model's greedy continuation."""
+    judge_reply: str | None = None
+    """A `judge` check's judge-variant reply to this output (set by the runner per judge check)."""
 
 
 @dataclass(frozen=True)
