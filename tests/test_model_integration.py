@@ -56,6 +56,27 @@ def test_default_model_answers_and_prefers_the_truth(backend):
     assert paris.logprob > london.logprob
 
 
+def test_shared_context_scoring_matches_full_sequences(backend):
+    """Choices of one question share a context: scored on its KV cache, they match one-by-one scoring."""
+    import json
+
+    from tests.conftest import SHARED_DATA
+
+    requests = []
+    for line in (SHARED_DATA / "openbookqa_test.jsonl").read_text().splitlines()[:6]:
+        row = json.loads(line)
+        context = ((("content", row["question"]["stem"]), ("role", "user")),)
+        requests += [LoglikelihoodRequest(context=context, continuation=c["text"]) for c in row["question"]["choices"]]
+    requests += [LoglikelihoodRequest(context="The capital of France is", continuation=c) for c in (" Paris", " a", "")]
+    requests += [LoglikelihoodRequest(context="Two plus two is", continuation=" four.")]
+    shared = backend.loglikelihood(requests)
+    alone = [backend.loglikelihood([r])[0] for r in requests]
+    for r, a, b in zip(requests, shared, alone):
+        assert abs(a.logprob - b.logprob) < 1e-3, (r, a, b)
+        assert a.is_greedy == b.is_greedy, (r, a, b)
+    assert shared[-2].logprob == 0.0 and shared[-2].is_greedy  # empty continuation
+
+
 def test_model_calls_leave_the_callers_float_mode_alone(backend):
     """Denormals are flushed only while the model computes: the caller's arithmetic keeps IEEE subnormals."""
     import sys

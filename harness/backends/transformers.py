@@ -209,40 +209,93 @@ class TransformersBackend(Backend):
         return ctx, cont
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
-        torch = self.torch
+        """Sum of log P(continuation | context) per request, and whether it is the greedy continuation.
+
+        Requests that share a context (the choices of one multiple-choice question) run the context
+        once and the continuations on its KV cache; the rest run as padded full sequences.
+        """
         results: list[Loglikelihood | None] = [None] * len(requests)
         by_adapter: dict[Adapter | None, list[int]] = defaultdict(list)
         for i, request in enumerate(requests):
             by_adapter[request.adapter].append(i)
         for adapter, indices in by_adapter.items():
             pairs = {i: self._encode_pair(requests[i]) for i in indices}
-            order = sorted(indices, key=lambda i: len(pairs[i][0]) + len(pairs[i][1]), reverse=True)
+            by_context: dict[tuple[int, ...], list[int]] = defaultdict(list)
+            for i in indices:
+                by_context[tuple(pairs[i][0])].append(i)
+            alone = [i for members in by_context.values() if len(members) == 1 for i in members]
             with self._adapter_context(adapter):
-                for start in range(0, len(order), self.batch_size):
-                    batch = order[start : start + self.batch_size]
-                    rows = [(pairs[i][0] + pairs[i][1])[:-1] for i in batch]
-                    width = max(len(r) for r in rows)
-                    pad = self.tokenizer.pad_token_id
-                    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
-                    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
-                    with _compute(torch):
-                        logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-                    logprobs = torch.log_softmax(logits, dim=-1)
-                    for row, i in enumerate(batch):
-                        ctx, cont = pairs[i]
-                        n = len(cont)
-                        if n == 0:
-                            results[i] = Loglikelihood(0.0, True)
-                            continue
-                        end = len(ctx) + n - 1
-                        span = logprobs[row, end - n : end]
-                        target = torch.tensor(cont, device=self.device)
-                        total = span.gather(1, target[:, None]).sum().item()
-                        greedy = bool((span.argmax(-1) == target).all().item())
-                        results[i] = Loglikelihood(total, greedy)
+                for context, members in by_context.items():
+                    if len(members) > 1:
+                        self._score_shared_context(list(context), members, pairs, results)
+                self._score_full_rows(alone, pairs, results)
         self.stats.loglikelihood_calls += 1
         self.stats.scored += len(requests)
         return results  # type: ignore[return-value]
+
+    def _score_full_rows(self, indices: list[int], pairs: dict, results: list) -> None:
+        torch = self.torch
+        order = sorted(indices, key=lambda i: len(pairs[i][0]) + len(pairs[i][1]), reverse=True)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            rows = [(pairs[i][0] + pairs[i][1])[:-1] for i in batch]
+            width = max(len(r) for r in rows)
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+            with _compute(torch):
+                logprobs = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            for row, i in enumerate(batch):
+                ctx, cont = pairs[i]
+                n = len(cont)
+                if n == 0:
+                    results[i] = Loglikelihood(0.0, True)
+                    continue
+                end = len(ctx) + n - 1
+                span = logprobs[row, end - n : end]
+                target = torch.tensor(cont, device=self.device)
+                total = span.gather(1, target[:, None]).sum().item()
+                greedy = bool((span.argmax(-1) == target).all().item())
+                results[i] = Loglikelihood(total, greedy)
+
+    def _score_shared_context(self, context: list[int], members: list[int], pairs: dict, results: list) -> None:
+        """One forward pass over the context, then its continuations in batches on a copy of its KV cache."""
+        import copy
+
+        torch = self.torch
+        with _compute(torch):
+            out = self.model(input_ids=torch.tensor([context], device=self.device), use_cache=True)
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each continuation's first token
+            cache = out.past_key_values
+            todo = []
+            for i in members:
+                cont = pairs[i][1]
+                if not cont:
+                    results[i] = Loglikelihood(0.0, True)
+                elif len(cont) == 1:
+                    results[i] = Loglikelihood(first[cont[0]].item(), bool(first.argmax().item() == cont[0]))
+                else:
+                    todo.append(i)
+            todo.sort(key=lambda i: len(pairs[i][1]), reverse=True)
+            pad = self.tokenizer.pad_token_id
+            for start in range(0, len(todo), self.batch_size):
+                batch = todo[start : start + self.batch_size]
+                rows = [pairs[i][1][:-1] for i in batch]  # the last token is only predicted, never an input
+                width = max(len(r) for r in rows)
+                ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+                last_chunk = start + self.batch_size >= len(todo)
+                past = cache if last_chunk else copy.deepcopy(cache)  # a forward pass extends the cache in place
+                past.batch_repeat_interleave(len(batch))
+                # Padding sits after each row's real tokens, so causal attention never lets a real token see it.
+                logits = self.model(input_ids=ids, past_key_values=past, use_cache=True).logits.float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                for row, i in enumerate(batch):
+                    cont = pairs[i][1]
+                    target = torch.tensor(cont[1:], device=self.device)
+                    span = logprobs[row, : len(cont) - 1]
+                    total = first[cont[0]].item() + span.gather(1, target[:, None]).sum().item()
+                    greedy = bool(first.argmax().item() == cont[0]) and bool((span.argmax(-1) == target).all().item())
+                    results[i] = Loglikelihood(total, greedy)
 
     def info(self) -> dict[str, Any]:
         import torch
