@@ -224,10 +224,9 @@ class TransformersBackend(Backend):
             for i in indices:
                 by_context[tuple(pairs[i][0])].append(i)
             alone = [i for members in by_context.values() if len(members) == 1 for i in members]
+            shared = [(list(c), members) for c, members in by_context.items() if len(members) > 1]
             with self._adapter_context(adapter):
-                for context, members in by_context.items():
-                    if len(members) > 1:
-                        self._score_shared_context(list(context), members, pairs, results)
+                self._score_context_groups(shared, pairs, results)
                 self._score_full_rows(alone, pairs, results)
         self.stats.loglikelihood_calls += 1
         self.stats.scored += len(requests)
@@ -258,44 +257,70 @@ class TransformersBackend(Backend):
                 greedy = bool((span.argmax(-1) == target).all().item())
                 results[i] = Loglikelihood(total, greedy)
 
-    def _score_shared_context(self, context: list[int], members: list[int], pairs: dict, results: list) -> None:
-        """One forward pass over the context, then its continuations in batches on a copy of its KV cache."""
-        import copy
-
+    def _score_context_groups(self, groups: list[tuple[list[int], list[int]]], pairs: dict, results: list) -> None:
+        """Contexts shared by several requests: each context runs once (a left-padded batch of contexts),
+        then every continuation runs on a copy of its context's KV cache (a right-padded batch of rows)."""
         torch = self.torch
-        with _compute(torch):
-            out = self.model(input_ids=torch.tensor([context], device=self.device), use_cache=True)
-            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each continuation's first token
-            cache = out.past_key_values
-            todo = []
-            for i in members:
+        pad = self.tokenizer.pad_token_id
+        groups = sorted(groups, key=lambda g: len(g[0]), reverse=True)
+        chunk: list[tuple[list[int], list[int]]] = []
+        rows = 0
+        for group in [*groups, None]:
+            if group is not None and len(chunk) < self.batch_size and rows + len(group[1]) <= 2 * self.batch_size:
+                chunk.append(group)
+                rows += len(group[1])
+                continue
+            if chunk:
+                with _compute(torch):
+                    self._score_chunk(chunk, pairs, results, pad)
+            if group is not None:
+                chunk, rows = [group], len(group[1])
+
+    def _score_chunk(self, chunk: list[tuple[list[int], list[int]]], pairs: dict, results: list, pad: int) -> None:
+        torch = self.torch
+        contexts = [c for c, _ in chunk]
+        length = max(len(c) for c in contexts)
+        ids = torch.tensor([[pad] * (length - len(c)) + c for c in contexts], device=self.device)
+        mask = torch.tensor([[0] * (length - len(c)) + [1] * len(c) for c in contexts], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        try:  # only the last position's logits are needed
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                             logits_to_keep=1)
+        except TypeError:  # an architecture without `logits_to_keep`
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each continuation's first token
+        owners, members = [], []
+        for g, (_, indices) in enumerate(chunk):
+            for i in indices:
                 cont = pairs[i][1]
                 if not cont:
                     results[i] = Loglikelihood(0.0, True)
                 elif len(cont) == 1:
-                    results[i] = Loglikelihood(first[cont[0]].item(), bool(first.argmax().item() == cont[0]))
+                    results[i] = Loglikelihood(first[g, cont[0]].item(), bool(first[g].argmax().item() == cont[0]))
                 else:
-                    todo.append(i)
-            todo.sort(key=lambda i: len(pairs[i][1]), reverse=True)
-            pad = self.tokenizer.pad_token_id
-            for start in range(0, len(todo), self.batch_size):
-                batch = todo[start : start + self.batch_size]
-                rows = [pairs[i][1][:-1] for i in batch]  # the last token is only predicted, never an input
-                width = max(len(r) for r in rows)
-                ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
-                last_chunk = start + self.batch_size >= len(todo)
-                past = cache if last_chunk else copy.deepcopy(cache)  # a forward pass extends the cache in place
-                past.batch_repeat_interleave(len(batch))
-                # Padding sits after each row's real tokens, so causal attention never lets a real token see it.
-                logits = self.model(input_ids=ids, past_key_values=past, use_cache=True).logits.float()
-                logprobs = torch.log_softmax(logits, dim=-1)
-                for row, i in enumerate(batch):
-                    cont = pairs[i][1]
-                    target = torch.tensor(cont[1:], device=self.device)
-                    span = logprobs[row, : len(cont) - 1]
-                    total = first[cont[0]].item() + span.gather(1, target[:, None]).sum().item()
-                    greedy = bool(first.argmax().item() == cont[0]) and bool((span.argmax(-1) == target).all().item())
-                    results[i] = Loglikelihood(total, greedy)
+                    owners.append(g)
+                    members.append(i)
+        if not members:
+            return
+        cache = out.past_key_values
+        index = torch.tensor(owners, device=self.device)
+        cache.reorder_cache(index)  # one cache row per continuation (index_select on the batch dimension)
+        tails = [pairs[i][1][:-1] for i in members]  # the last token is only predicted, never an input
+        width = max(len(t) for t in tails)
+        # Right padding after each row's real tokens: causal attention never lets a real token see it.
+        tail_ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=self.device)
+        full_mask = torch.cat([mask[index], torch.ones(len(members), width, dtype=mask.dtype, device=self.device)], 1)
+        tail_positions = mask[index].sum(-1, keepdim=True) + torch.arange(width, device=self.device)
+        logits = self.model(input_ids=tail_ids, attention_mask=full_mask, position_ids=tail_positions,
+                            past_key_values=cache, use_cache=True).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        for row, (g, i) in enumerate(zip(owners, members)):
+            cont = pairs[i][1]
+            target = torch.tensor(cont[1:], device=self.device)
+            span = logprobs[row, : len(cont) - 1]
+            total = first[g, cont[0]].item() + span.gather(1, target[:, None]).sum().item()
+            greedy = bool(first[g].argmax().item() == cont[0]) and bool((span.argmax(-1) == target).all().item())
+            results[i] = Loglikelihood(total, greedy)
 
     def info(self) -> dict[str, Any]:
         import torch
