@@ -228,6 +228,12 @@ def decide(result: GateResult, *, alpha: float, inconclusive_blocks: bool) -> Ga
         result.verdict = INCONCLUSIVE
         result.reason = (f"cannot tell whether {claim}: {numbers}; the CI straddles {boundary * sign:+.3f} and the minimum "
                          f"detectable effect {result.mde:.3f} exceeds the margin, so more cases are needed")
+    elif low >= boundary and result.p_adjusted is not None and result.p_value is not None and result.p_value < alpha:
+        # Clear on its own, not after the multiplicity correction: no evidence against the claim either.
+        result.verdict = INCONCLUSIVE
+        result.reason = (f"cannot tell whether {claim}: {numbers}; significant on its own (raw p={result.p_value:.3g}) "
+                         f"but not after Holm's correction over {result.extra.get('holm_family', 'several')} paired gates, "
+                         f"so more cases are needed")
     else:
         result.verdict = FAIL
         result.reason = f"not shown that {claim}: {numbers}"
@@ -275,6 +281,7 @@ def evaluate_run(records: list[dict[str, Any]], manifest: dict[str, Any]) -> lis
         adjusted = stats.holm([r.p_value for r in paired])
         for r, p in zip(paired, adjusted):
             r.p_adjusted = p
+            r.extra["holm_family"] = len(paired)
     for r in results:
         decide(r, alpha=r.extra.get("alpha", 0.05), inconclusive_blocks=r.extra.get("inconclusive_blocks", True))
     return results

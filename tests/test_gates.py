@@ -149,3 +149,24 @@ def test_compare_json_equals_gate_numbers(tmp_path):
     (gate,) = verdicts(run).values()
     # compare reports the two-sided p; the superiority gate the one-sided one (exact McNemar: half of it).
     assert row["diff"] == pytest.approx(gate.diff) and row["p_value"] == pytest.approx(min(1.0, 2 * gate.p_value))
+
+
+def test_clear_alone_but_not_after_holm_is_inconclusive_not_fail():
+    """A non-inferiority gate whose own CI clears the margin, but whose Holm-adjusted p does not,
+    has no evidence against it: INCONCLUSIVE (more cases), never FAIL."""
+    n = 100
+    base = [1.0] * 13 + [0.0] * 87
+    ft = list(base)
+    for i in range(13, 19):  # ft alone right on 6 cases, base alone right on 5: diff +0.01
+        ft[i] = 1.0
+    for i in range(5):
+        ft[i] = 0.0
+    gates = ["ft.accuracy >= base.accuracy - 0.05"] + [f"x{k}.accuracy > base.accuracy" for k in range(5)]
+    scores = {"base": base, "ft": ft, **{f"x{k}": list(base) for k in range(5)}}
+    alone = verdicts(make_run({"base": base, "ft": ft}, gates[:1]))[gates[0]]
+    assert alone.verdict == PASS and alone.p_value < 0.05 and alone.diff_ci[0] > -0.05
+    together = verdicts(make_run(scores, gates))[gates[0]]
+    assert together.p_value == pytest.approx(alone.p_value) and together.p_adjusted >= 0.05
+    assert together.verdict == INCONCLUSIVE, together.reason
+    assert "Holm" in together.reason and "6 paired gates" in together.reason
+    assert len(base) == n
