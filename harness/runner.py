@@ -50,6 +50,7 @@ ADAPTER_PROBES = (
     ("Question: What is 2 + 3?\nAnswer:", " 5"),
 )
 ADAPTER_PROBE_TOLERANCE = 1e-5
+ADAPTER_BASE_DRIFT_TOLERANCE = 1e-2
 
 
 @dataclass
@@ -244,8 +245,18 @@ class Runner:
             probes = [LoglikelihoodRequest(context=c, continuation=x) for c, x in ADAPTER_PROBES]
             with_adapter = [LoglikelihoodRequest(context=c, continuation=x, adapter=adapter) for c, x in ADAPTER_PROBES]
             base, _ = self._through_cache(spec, probes, "loglikelihood", lambda n: None)
-            tuned, _ = self._through_cache(spec, with_adapter, "loglikelihood", lambda n: None)
+            tuned, tuned_cached = self._through_cache(spec, with_adapter, "loglikelihood", lambda n: None)
             deltas = [abs(a["logprob"] - b["logprob"]) for a, b in zip(base, tuned)]
+            if not all(tuned_cached) and spec in self.pool.backends:  # the adapter was just loaded: base intact?
+                again = self.pool.backends[spec].loglikelihood(probes)
+                drift = max(abs(x.logprob - b["logprob"]) for x, b in zip(again, base))
+                if drift > ADAPTER_BASE_DRIFT_TOLERANCE:
+                    raise AdapterError(
+                        f"loading adapter {adapter.path} changed the base model itself (probe log-likelihoods with "
+                        f"the adapter disabled moved by {drift:.3g}), so neither it nor the base can be scored on "
+                        "this engine. Known cause: PEFT on a bitsandbytes 4-bit base on CPU re-quantizes the "
+                        "packed weights (quantization = \"nf4\" with an adapter, peft 0.21 / bitsandbytes 0.50)."
+                    )
         else:
             probes = [GenerateRequest.chat([{"role": "user", "content": c}], max_tokens=24) for c, _ in ADAPTER_PROBES]
             tuned_requests = [GenerateRequest.chat(r.chat_messages, max_tokens=24, adapter=adapter) for r in probes]

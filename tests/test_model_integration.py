@@ -153,6 +153,31 @@ def test_nf4_base_runs_on_cpu(tmp_path):
         nf4.close()
 
 
+def test_an_adapter_that_corrupts_its_base_is_refused(tmp_path):
+    """PEFT on a bitsandbytes NF4 base on CPU re-quantizes the packed weights (peft 0.21, bitsandbytes
+    0.50): the adapter 'works' (outputs change) but the base underneath is destroyed. The adapter guard
+    re-scores the base probes after loading the adapter and refuses the variant."""
+    write(tmp_path / "models.toml", f"""
+        [variants.qlora]
+        backend = "transformers"
+        quantization = "nf4"
+        adapter = "{REPO / 'adapters' / 'tickets-lora'}"
+    """)
+    write(tmp_path / "data.jsonl", '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n')
+    write(tmp_path / "s.yaml", """
+        suite: s
+        data: {path: data.jsonl}
+        variants: [qlora]
+        generation: {max_tokens: 4}
+        scorers: {accuracy: contains}
+    """)
+    models = load_models(tmp_path / "models.toml")
+    result = run_suites([load_suite(tmp_path / "s.yaml")], models, RunOptions(out_root=tmp_path / "runs", progress=False),
+                        cache=GenerationCache(tmp_path / "c.sqlite"), log=lambda s: None)
+    (error,) = result.errors
+    assert error["type"] == "AdapterError" and "changed the base model itself" in error["error"], error
+
+
 def test_demo_suite_limit_20_then_fully_cached(tmp_path):
     models = load_models(REPO / "models.toml")
     suite = load_suite(REPO / "suites" / "retention.yaml", known_variants=set(models.variants))
