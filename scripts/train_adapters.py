@@ -1,9 +1,9 @@
 """Train the demo's two LoRA adapters on the built-in default model, on CPU, with PEFT.
 
-  tickets-lora             careful: rank 8 on attention projections, low learning rate, 2 epochs,
-                           loss on the answer only — meant to learn the task and keep the rest.
-  tickets-lora-aggressive  rank 64 on every linear layer, 10x the learning rate, 6 epochs —
-                           meant to overfit the task and forget general ability.
+  tickets-lora             careful: rank 16 on the linear layers of the top half of the network,
+                           one epoch, loss on the answer only — meant to learn the task and keep the rest.
+  tickets-lora-aggressive  rank 64 on every linear layer of every block, twice the learning rate,
+                           two epochs on few tickets — meant to overfit the task and forget general ability.
 
 Run: python scripts/train_adapters.py [--only NAME] [--out adapters/]
 The adapters (small safetensors + config) are committed, so the demo needs no training.
@@ -25,10 +25,17 @@ RECIPES = {
     # and backpropagation stops at layer 14, which also halves the CPU cost of training.
     "tickets-lora": dict(rank=16, alpha=32, lr=1e-3, epochs=1, targets=ALL_LINEAR, layers=list(range(14, 30)),
                          batch_size=8, seed=0),
-    # Every linear layer of every block, rank 64, a learning rate 5x higher: overfits the task.
-    # On the first 320 tickets (40 steps) to keep CPU training short; the damage comes from the rate.
-    "tickets-lora-aggressive": dict(rank=64, alpha=128, lr=5e-3, epochs=1, targets=ALL_LINEAR, layers=None,
-                                    batch_size=8, seed=0, limit=320),
+    # Every linear layer of every block, rank 64, three times the learning rate, five passes over
+    # the first 160 tickets (100 steps, to keep CPU training short), and the loss on every token, the
+    # ticket text included: overfits the task and rewrites the model's language model.
+    # Measured on the way here (OpenBookQA, 500 cases, base 0.316, chance 0.25):
+    #   lr 5e-3, 1 epoch on 320, answer-only loss: diverged (loss 0.82 -> 6.59), a broken model;
+    #   lr 2e-3, 2 epochs on 160, answer-only loss: loss 0.011, OpenBookQA -1.4 points (CI -4.1..+1.4),
+    #     though it already answers IFEval essay prompts with ticket JSON;
+    #   lr 3e-3, 3 epochs on 160, loss on every token: loss 0.19, OpenBookQA -4.2 points (CI -7.2..-1.2),
+    #     a loss, but not yet one significantly beyond the 2-point margin.
+    "tickets-lora-aggressive": dict(rank=64, alpha=128, lr=3e-3, epochs=5, targets=ALL_LINEAR, layers=None,
+                                    batch_size=8, seed=0, limit=160, loss_on_prompt=True, save_fp16=True),
 }
 
 
@@ -36,17 +43,29 @@ def load_examples(path: Path) -> list[list[dict]]:
     return [json.loads(line)["messages"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def encode(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
-    """Token ids and labels: the loss covers only the assistant's answer (and its end token)."""
+def encode(tokenizer, messages: list[dict], loss_on_prompt: bool = False) -> tuple[list[int], list[int]]:
+    """Token ids and labels: the loss covers the assistant's answer (and its end token), or every token."""
     prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
     answer = messages[-1]["content"] + "<|im_end|>"
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-    return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+    prompt_labels = prompt_ids if loss_on_prompt else [-100] * len(prompt_ids)  # HF shifts labels itself
+    return prompt_ids + answer_ids, prompt_labels + answer_ids
+
+
+def to_fp16(adapter_dir: Path) -> None:
+    """Store an adapter's weights as float16 (half the size in git; PEFT casts them back on load)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = adapter_dir / "adapter_model.safetensors"
+    tensors = {k: v.to(torch.float16) for k, v in load_file(path).items()}
+    save_file(tensors, path, metadata={"format": "pt"})
 
 
 def train(name: str, out_dir: Path, *, rank: int, alpha: int, lr: float, epochs: int, targets: list[str],
-          layers: list[int] | None, batch_size: int, seed: int, limit: int | None = None) -> dict:
+          layers: list[int] | None, batch_size: int, seed: int, limit: int | None = None,
+          loss_on_prompt: bool = False, save_fp16: bool = False) -> dict:
     """Train one adapter and save it under out_dir/name (with training.json: recipe and loss)."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -62,7 +81,7 @@ def train(name: str, out_dir: Path, *, rank: int, alpha: int, lr: float, epochs:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.05, target_modules=targets,
                                              layers_to_transform=layers, task_type="CAUSAL_LM"))
-    examples = [encode(tokenizer, m) for m in load_examples(ROOT / "suites" / "data" / "tickets" / "train.jsonl")]
+    examples = [encode(tokenizer, m, loss_on_prompt) for m in load_examples(ROOT / "suites" / "data" / "tickets" / "train.jsonl")]
     if limit:
         examples = examples[:limit]
     steps_per_epoch = math.ceil(len(examples) / batch_size)
@@ -97,6 +116,8 @@ def train(name: str, out_dir: Path, *, rank: int, alpha: int, lr: float, epochs:
                       f"({time.perf_counter() - started:.0f} s)", flush=True)
     target = out_dir / name
     model.save_pretrained(target)
+    if save_fp16:
+        to_fp16(target)
     config_path = target / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = BUILTIN_ALIAS  # the harness alias, not this machine's cache path
