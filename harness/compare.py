@@ -65,7 +65,7 @@ def compare_run(run: Run, baseline: str | None = None) -> tuple[list[dict[str, A
                     continue
                 a = [a_scores[i] for i in shared]
                 b = [b_scores[i] for i in shared]
-                keys = [clusters.get(i, i) for i in shared] if clusters else None
+                keys = stats.usable_clusters([clusters.get(i, i) for i in shared]) if clusters else None
                 est_a = stats.estimate(a, clusters=keys)
                 est_b = stats.estimate(b, clusters=keys)
                 cmp = stats.paired_compare(a, b, clusters=keys)

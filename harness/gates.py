@@ -151,7 +151,7 @@ def evaluate_threshold(gate: Gate, suite: str, scores: dict[str, float], cluster
         return GateResult(**base, verdict=ERROR, reason=f"no scored cases for {gate.variant}.{gate.axis}")
     ids = sorted(scores)
     values = [scores[i] for i in ids]
-    cluster_keys = [clusters.get(i, i) for i in ids] if clusters else None
+    cluster_keys = stats.usable_clusters([clusters.get(i, i) for i in ids]) if clusters else None
     est = stats.estimate(values, clusters=cluster_keys, confidence=confidence)
     t = gate.threshold
     point, low, high = est.value, est.ci_low, est.ci_high
@@ -190,7 +190,7 @@ def evaluate_paired(gate: Gate, suite: str, a: dict[str, float], b: dict[str, fl
                           reason=f"{len(shared)} paired cases: too few to test")
     va = [a[i] for i in shared]
     vb = [b[i] for i in shared]
-    cluster_keys = [clusters.get(i, i) for i in shared] if clusters else None
+    cluster_keys = stats.usable_clusters([clusters.get(i, i) for i in shared]) if clusters else None
     cmp = stats.paired_compare(va, vb, clusters=cluster_keys, confidence=1 - 2 * alpha, alpha=alpha)
     sign = gate.direction
     if gate.kind == "superiority":

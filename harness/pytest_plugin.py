@@ -640,7 +640,7 @@ class _Evidence:
         clusters = [records[c].get("cluster", c) for c in case_ids]
         has_clusters = any(records[c].get("cluster") is not None for c in case_ids)
         try:
-            est = stats.estimate([scores[c] for c in case_ids], clusters=clusters if has_clusters else None,
+            est = stats.estimate([scores[c] for c in case_ids], clusters=stats.usable_clusters(clusters) if has_clusters else None,
                                  confidence=self.confidence)
         except (ValueError, ArithmeticError):
             return None

@@ -213,6 +213,19 @@ def _paired(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return xa, xb
 
 
+def usable_clusters(clusters: Sequence[Hashable] | None) -> list[Hashable] | None:
+    """The cluster keys when they name at least 2 clusters, else None (plain, unclustered inference).
+
+    A subset of cases (a smoke run's first few, a category-sorted file) can fall in one cluster,
+    where cluster-robust errors are undefined; treating the cases as independent is then the only
+    estimate there is.
+    """
+    if clusters is None:
+        return None
+    keys = list(clusters)
+    return keys if len(set(keys)) >= 2 else None
+
+
 def _cluster_codes(clusters: Sequence[Hashable], n: int) -> tuple[np.ndarray, int]:
     keys = list(clusters)
     if len(keys) != n:

@@ -170,3 +170,17 @@ def test_clear_alone_but_not_after_holm_is_inconclusive_not_fail():
     assert together.verdict == INCONCLUSIVE, together.reason
     assert "Holm" in together.reason and "6 paired gates" in together.reason
     assert len(base) == n
+
+
+def test_cases_all_in_one_cluster_are_analysed_unclustered():
+    """A smoke run's first cases can all share one cluster: the gates still get verdicts (plain errors)."""
+    base = bernoulli(0.5, 60, 11)
+    ft = [1.0] * 60
+    run = make_run({"base": base, "ft": ft}, ["ft.accuracy > base.accuracy", "ft.accuracy >= 0.9"])
+    for record in run.records:
+        record["cluster"] = "Misconceptions"
+    results = verdicts(run)
+    assert results["ft.accuracy > base.accuracy"].verdict == PASS
+    assert results["ft.accuracy >= 0.9"].verdict == PASS
+    rows, _ = compare_run(run)
+    assert rows and all(r["diff"] == pytest.approx(sum(ft) / 60 - sum(base) / 60) for r in rows)
