@@ -34,8 +34,10 @@ RECIPES = {
     #     though it already answers IFEval essay prompts with ticket JSON;
     #   lr 3e-3, 3 epochs on 160, loss on every token: loss 0.19, OpenBookQA -4.2 points (CI -7.2..-1.2),
     #     a loss, but not yet one significantly beyond the 2-point margin.
+    # Shipped truncated to rank 32 by SVD in float16 (`shrink`: 19.6 MB instead of 78 MB in fp32), which keeps
+    # 98.4% of the update's energy and the same verdicts (OpenBookQA -2.4 points, everyday probe -44 points).
     "tickets-lora-aggressive": dict(rank=64, alpha=128, lr=3e-3, epochs=5, targets=ALL_LINEAR, layers=None,
-                                    batch_size=8, seed=0, limit=160, loss_on_prompt=True, save_fp16=True),
+                                    batch_size=8, seed=0, limit=160, loss_on_prompt=True, ship_rank=32),
 }
 
 
@@ -53,19 +55,32 @@ def encode(tokenizer, messages: list[dict], loss_on_prompt: bool = False) -> tup
     return prompt_ids + answer_ids, prompt_labels + answer_ids
 
 
-def to_fp16(adapter_dir: Path) -> None:
-    """Store an adapter's weights as float16 (half the size in git; PEFT casts them back on load)."""
+def shrink(adapter_dir: Path, rank: int) -> None:
+    """Store an adapter at a lower rank, in float16: each module's update B @ A is truncated by SVD
+    (alpha scaled with the rank, so the scale alpha/r is unchanged). Keeps a large adapter in git small."""
     import torch
     from safetensors.torch import load_file, save_file
 
     path = adapter_dir / "adapter_model.safetensors"
-    tensors = {k: v.to(torch.float16) for k, v in load_file(path).items()}
-    save_file(tensors, path, metadata={"format": "pt"})
+    tensors = load_file(path)
+    out = {}
+    for key_a in [k for k in tensors if "lora_A" in k]:
+        key_b = key_a.replace("lora_A", "lora_B")
+        u, s, vh = torch.linalg.svd(tensors[key_b].float() @ tensors[key_a].float(), full_matrices=False)
+        root = s[:rank].sqrt()
+        out[key_b] = (u[:, :rank] * root).half().contiguous()
+        out[key_a] = (root[:, None] * vh[:rank]).half().contiguous()
+    save_file(out, path, metadata={"format": "pt"})
+    config_path = adapter_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["lora_alpha"] = config["lora_alpha"] * rank // config["r"]
+    config["r"] = rank
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def train(name: str, out_dir: Path, *, rank: int, alpha: int, lr: float, epochs: int, targets: list[str],
           layers: list[int] | None, batch_size: int, seed: int, limit: int | None = None,
-          loss_on_prompt: bool = False, save_fp16: bool = False) -> dict:
+          loss_on_prompt: bool = False, ship_rank: int | None = None) -> dict:
     """Train one adapter and save it under out_dir/name (with training.json: recipe and loss)."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -116,8 +131,8 @@ def train(name: str, out_dir: Path, *, rank: int, alpha: int, lr: float, epochs:
                       f"({time.perf_counter() - started:.0f} s)", flush=True)
     target = out_dir / name
     model.save_pretrained(target)
-    if save_fp16:
-        to_fp16(target)
+    if ship_rank:
+        shrink(target, ship_rank)
     config_path = target / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = BUILTIN_ALIAS  # the harness alias, not this machine's cache path
