@@ -419,7 +419,6 @@ class Runner:
             records.append(record)
         return records, info
 
-
     # -- LLM judges ------------------------------------------------------------------------
     def judge_variant(self, suite: Suite, spec_: Any) -> Variant:
         """The variant a judge check names, checked: declared in models.toml and a model (not recorded outputs)."""

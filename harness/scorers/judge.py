@@ -16,6 +16,7 @@ in each record's check details.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +78,6 @@ def _reference_text(reference: Any) -> str:
     if isinstance(reference, (list, tuple)):
         return "\n".join(f"- {r}" for r in reference)
     if isinstance(reference, dict):
-        import json
-
         return json.dumps(reference, ensure_ascii=False, sort_keys=True)
     return str(reference)
 
