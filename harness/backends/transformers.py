@@ -7,6 +7,7 @@ switched per batch, so base + N adapters cost one base load.
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 import time
 from collections import defaultdict
@@ -259,22 +260,14 @@ class TransformersBackend(Backend):
 
     def _score_context_groups(self, groups: list[tuple[list[int], list[int]]], pairs: dict, results: list) -> None:
         """Contexts shared by several requests: each context runs once (a left-padded batch of contexts),
-        then every continuation runs on a copy of its context's KV cache (a right-padded batch of rows)."""
+        then every continuation runs on a copy of its context's KV cache (right-padded rows, sorted by
+        length so that rows of similar length share a batch)."""
         torch = self.torch
         pad = self.tokenizer.pad_token_id
         groups = sorted(groups, key=lambda g: len(g[0]), reverse=True)
-        chunk: list[tuple[list[int], list[int]]] = []
-        rows = 0
-        for group in [*groups, None]:
-            if group is not None and len(chunk) < self.batch_size and rows + len(group[1]) <= 2 * self.batch_size:
-                chunk.append(group)
-                rows += len(group[1])
-                continue
-            if chunk:
-                with _compute(torch):
-                    self._score_chunk(chunk, pairs, results, pad)
-            if group is not None:
-                chunk, rows = [group], len(group[1])
+        for start in range(0, len(groups), self.batch_size):
+            with _compute(torch):
+                self._score_chunk(groups[start : start + self.batch_size], pairs, results, pad)
 
     def _score_chunk(self, chunk: list[tuple[list[int], list[int]]], pairs: dict, results: list, pad: int) -> None:
         torch = self.torch
@@ -288,39 +281,44 @@ class TransformersBackend(Backend):
                              logits_to_keep=1)
         except TypeError:  # an architecture without `logits_to_keep`
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each continuation's first token
-        owners, members = [], []
+        first = out.logits[:, -1].float()
+        first_logprobs = first - torch.logsumexp(first, dim=-1, keepdim=True)  # each continuation's first token
+        first_greedy = first.argmax(-1).tolist()
+        rows = []  # (owner context, request) for continuations longer than one token
         for g, (_, indices) in enumerate(chunk):
             for i in indices:
                 cont = pairs[i][1]
                 if not cont:
                     results[i] = Loglikelihood(0.0, True)
                 elif len(cont) == 1:
-                    results[i] = Loglikelihood(first[g, cont[0]].item(), bool(first[g].argmax().item() == cont[0]))
+                    results[i] = Loglikelihood(first_logprobs[g, cont[0]].item(), first_greedy[g] == cont[0])
                 else:
-                    owners.append(g)
-                    members.append(i)
-        if not members:
-            return
-        cache = out.past_key_values
-        index = torch.tensor(owners, device=self.device)
-        cache.reorder_cache(index)  # one cache row per continuation (index_select on the batch dimension)
-        tails = [pairs[i][1][:-1] for i in members]  # the last token is only predicted, never an input
-        width = max(len(t) for t in tails)
-        # Right padding after each row's real tokens: causal attention never lets a real token see it.
-        tail_ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=self.device)
-        full_mask = torch.cat([mask[index], torch.ones(len(members), width, dtype=mask.dtype, device=self.device)], 1)
-        tail_positions = mask[index].sum(-1, keepdim=True) + torch.arange(width, device=self.device)
-        logits = self.model(input_ids=tail_ids, attention_mask=full_mask, position_ids=tail_positions,
-                            past_key_values=cache, use_cache=True).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        for row, (g, i) in enumerate(zip(owners, members)):
-            cont = pairs[i][1]
-            target = torch.tensor(cont[1:], device=self.device)
-            span = logprobs[row, : len(cont) - 1]
-            total = first[g, cont[0]].item() + span.gather(1, target[:, None]).sum().item()
-            greedy = bool(first[g].argmax().item() == cont[0]) and bool((span.argmax(-1) == target).all().item())
-            results[i] = Loglikelihood(total, greedy)
+                    rows.append((g, i))
+        rows.sort(key=lambda row: len(pairs[row[1]][1]), reverse=True)
+        step = 2 * self.batch_size
+        for start in range(0, len(rows), step):
+            batch = rows[start : start + step]
+            last = start + step >= len(rows)
+            cache = out.past_key_values if last else copy.deepcopy(out.past_key_values)
+            owners = torch.tensor([g for g, _ in batch], device=self.device)
+            cache.reorder_cache(owners)  # one cache row per continuation (index_select on the batch dimension)
+            conts = [pairs[i][1] for _, i in batch]
+            width = max(len(c) for c in conts) - 1  # the last token is only predicted, never an input
+            # Right padding after each row's real tokens: causal attention never lets a real token see it.
+            tail_ids = torch.tensor([c[:-1] + [pad] * (width - len(c) + 1) for c in conts], device=self.device)
+            targets = torch.tensor([c[1:] + [pad] * (width - len(c) + 1) for c in conts], device=self.device)
+            row_mask = mask[owners]
+            full_mask = torch.cat([row_mask, torch.ones(len(batch), width, dtype=mask.dtype, device=self.device)], 1)
+            tail_positions = row_mask.sum(-1, keepdim=True) + torch.arange(width, device=self.device)
+            logits = self.model(input_ids=tail_ids, attention_mask=full_mask, position_ids=tail_positions,
+                                past_key_values=cache, use_cache=True).logits.float()
+            token_logprobs = (logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)).tolist()
+            hits = (logits.argmax(-1) == targets).tolist()
+            for row, ((g, i), cont) in enumerate(zip(batch, conts)):
+                n = len(cont) - 1
+                total = first_logprobs[g, cont[0]].item() + sum(token_logprobs[row][:n])
+                greedy = first_greedy[g] == cont[0] and all(hits[row][:n])
+                results[i] = Loglikelihood(total, greedy)
 
     def info(self) -> dict[str, Any]:
         import torch
