@@ -138,11 +138,11 @@ def bench_vllm(args, prompts, workdir: Path, adapters: list[Path]):
 def bench_transformers(args, prompts, workdir: Path):
     import torch
 
-    from harness.backends import EngineSpec, GenerateRequest, create_backend
+    from harness.backends import EngineSpec, GenerateRequest, create_backend, freeze
 
     print("\n[2] transformers: harness vs raw model.generate loop  (batch_size=16, same prompts)")
     started = time.perf_counter()
-    spec = EngineSpec(model=MODEL, backend="transformers")
+    spec = EngineSpec(model=MODEL, backend="transformers", engine=freeze({"dtype": "float32"}))  # vLLM on CPU is fp32
     backend = create_backend(spec)
     print(f"  model load {time.perf_counter() - started:.1f} s")
     model, tokenizer = backend.model, backend.tokenizer

@@ -118,6 +118,10 @@ def engine_fingerprint(spec: EngineSpec) -> str:
         semantic = {}  # engine arguments do not reach a remote server
     else:
         weights = model_fingerprint(spec.model)
+    if spec.backend == "transformers" and "dtype" not in semantic:  # the dtype it will load in (hardware-dependent)
+        from harness.backends.transformers import default_dtype
+
+        semantic["dtype"] = default_dtype(semantic.get("device"))
     payload = {
         "weights": weights,
         "backend": spec.backend,
@@ -565,6 +569,7 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
             for name in names:
                 variant = models.get(name, where=str(suite.path))
                 manifest["variants"].setdefault(name, variant_manifest(variant))
+                run_started = time.perf_counter()
                 try:
                     records, info = runner.run_variant(suite, variant, cases, fewshot_pool, progress)
                 except HarnessError as exc:
@@ -574,13 +579,14 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
                     if isinstance(exc, DataError):
                         raise
                     continue
+                info["seconds"] = round(time.perf_counter() - run_started, 2)
                 manifest["runs"][f"{suite.name}/{name}"] = info
                 writer.write_records(records)
                 all_records.extend(records)
                 n_cached = sum(r["cached"] for r in records)
                 missing = info.get("missing_outputs")
                 note = f", {len(missing)} without recorded output" if missing else ""
-                log(f"{suite.name} / {name}: {len(records)} cases, {n_cached} cached{note}")
+                log(f"{suite.name} / {name}: {len(records)} cases, {n_cached} cached{note} ({info['seconds']:.1f} s)")
         manifest["status"] = "complete"
     except BaseException:
         manifest["status"] = "interrupted"

@@ -464,6 +464,7 @@ def harness_run(model_cache_env, tmp_path_factory):
         [defaults]
         model = "smollm2-135m-instruct"
         backend = "transformers"
+        engine = { dtype = "float32" }   # lm-eval's reference run is fp32
 
         [variants.base]
     """)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backends import Adapter, EngineSpec, GenerateRequest, LoglikelihoodRequest, create_backend
+from harness.backends import Adapter, EngineSpec, GenerateRequest, LoglikelihoodRequest, create_backend, freeze
 from harness.cache import GenerationCache
 from harness.config import load_models
 from harness.errors import AdapterError
@@ -16,9 +16,14 @@ from tests.conftest import REPO, write
 pytestmark = pytest.mark.model
 
 
+FP32 = freeze({"dtype": "float32"})
+
+
 @pytest.fixture(scope="module")
 def backend():
-    b = create_backend(EngineSpec(model="smollm2-135m-instruct", backend="transformers"))
+    """fp32: the tests below compare code paths (shared KV cache vs full sequences, batched vs alone),
+    which agree to rounding only in fp32; in bfloat16 a different batch shape moves log-probs by ~0.1."""
+    b = create_backend(EngineSpec(model="smollm2-135m-instruct", backend="transformers", engine=FP32))
     yield b
     b.close()
 
@@ -93,6 +98,79 @@ def test_batched_generation_matches_one_by_one(backend):
     batched = backend.generate([GenerateRequest.chat(p, max_tokens=12) for p in prompts])
     single = [backend.generate([GenerateRequest.chat(p, max_tokens=12)])[0] for p in prompts]
     assert [b.text for b in batched] == [s.text for s in single]
+
+
+def test_default_dtype_follows_the_hardware():
+    """No dtype set: bfloat16 where this CPU computes it natively, else float32; the model still answers."""
+    from harness.backends.transformers import cpu_has_native_bf16, default_dtype
+
+    expected = "bfloat16" if cpu_has_native_bf16() else "float32"
+    assert default_dtype("cpu") == expected
+    b = create_backend(EngineSpec(model="smollm2-135m-instruct", backend="transformers"))
+    try:
+        assert b.info()["dtype"] == expected
+        (out,) = b.generate([GenerateRequest.chat([{"role": "user", "content": "What is the capital of France?"}],
+                                                  max_tokens=20)])
+        assert "Paris" in out.text
+    finally:
+        b.close()
+
+
+def test_shared_prompt_prefix_runs_once_with_the_same_outputs(backend, monkeypatch):
+    """Prompts that start alike (a few-shot block) compute that prefix once; outputs equal the plain path."""
+    import harness.backends.transformers as tb
+
+    shots = []
+    for q, a in [("2+2?", "4"), ("Capital of Italy?", "Rome"), ("Opposite of hot?", "cold"),
+                 ("3*3?", "9"), ("Colour of the sky?", "blue"), ("Capital of Spain?", "Madrid")]:
+        shots += [{"role": "user", "content": f"Answer in one word. {q}"}, {"role": "assistant", "content": a}]
+    questions = ["Capital of France?", "5+5?", "Opposite of up?", "Colour of grass?", "Capital of Japan? Be brief."]
+    requests = [GenerateRequest.chat(shots + [{"role": "user", "content": f"Answer in one word. {q}"}], max_tokens=8)
+                for q in questions]
+    calls = []
+    original = tb.TransformersBackend._prefix_cache
+    monkeypatch.setattr(tb.TransformersBackend, "_prefix_cache",
+                        lambda self, prefix: calls.append(len(prefix)) or original(self, prefix))
+    monkeypatch.setattr(backend, "batch_size", 2)  # three batches continue from one prefix
+    shared = backend.generate(requests)
+    assert len(calls) == 1 and calls[0] >= tb.PREFIX_MIN_TOKENS
+    monkeypatch.setattr(tb, "PREFIX_MIN_TOKENS", 10**9)
+    plain = backend.generate(requests)
+    assert len(calls) == 1
+    assert [g.text for g in shared] == [g.text for g in plain]
+    assert [g.finish_reason for g in shared] == [g.finish_reason for g in plain]
+    assert "Paris" in shared[0].text
+
+
+def test_cpu_attention_matches_transformers_sdpa(backend):
+    """The CPU attention paths (GQA inside the kernel for prompts, matmuls for decoding) equal transformers' SDPA."""
+    import torch
+
+    from harness.backends.transformers import GQA_SDPA
+
+    model = backend.model
+    assert model.config._attn_implementation == GQA_SDPA
+    tok = backend.tokenizer
+    batch = tok(["The capital of France is", "Hi"], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        ours = model(**batch).logits
+        model.set_attn_implementation("sdpa")
+        try:
+            theirs = model(**batch).logits
+        finally:
+            model.set_attn_implementation(GQA_SDPA)
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(ours[real], theirs[real], atol=1e-4)
+    # Decoding (one query token per step, its own path): greedy texts of a padded batch are unchanged.
+    requests = [GenerateRequest.chat([{"role": "user", "content": q}], max_tokens=16)
+                for q in ("What is the capital of France?", "Name three colours, please, and nothing else.")]
+    ours_text = [g.text for g in backend.generate(requests)]
+    model.set_attn_implementation("sdpa")
+    try:
+        theirs_text = [g.text for g in backend.generate(requests)]
+    finally:
+        model.set_attn_implementation(GQA_SDPA)
+    assert ours_text == theirs_text and "Paris" in ours_text[0]
 
 
 def test_adapter_changes_outputs_and_a_zero_adapter_is_caught(tmp_path, backend):

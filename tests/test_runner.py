@@ -197,3 +197,32 @@ def test_blessed_baseline_is_reused_and_refused_when_settings_change(project):
     assert "the generation settings changed" in error["error"] and "harness bless" in error["error"]
     with pytest.raises(HarnessError, match="did not complete|not run|none of"):
         bless(first.run_dir, ["nobody"], project / "baselines")
+
+
+def test_engine_fingerprint_carries_the_dtype_a_model_will_load_in(monkeypatch):
+    """Results computed in bfloat16 are never served for float32: the resolved default dtype is part of
+    the cache identity, equal to naming that dtype explicitly."""
+    import harness.backends.transformers as tb
+    from harness.backends import EngineSpec, freeze
+    from harness.runner import engine_fingerprint
+
+    monkeypatch.setattr(tb, "default_dtype", lambda device=None: "bfloat16")
+    monkeypatch.setattr("harness.runner.model_fingerprint", lambda model: f"weights:{model}")
+
+    def fingerprint(**engine):
+        return engine_fingerprint(EngineSpec(model="m", backend="transformers", engine=freeze(engine)))
+
+    assert fingerprint() == fingerprint(dtype="bfloat16")
+    assert fingerprint() != fingerprint(dtype="float32")
+    assert fingerprint(batch_size=4) == fingerprint()  # batch size does not change outputs
+
+
+def test_native_bf16_detection_and_shared_prefix():
+    from harness.backends.transformers import _native_bf16_flags, _shared_prefix
+
+    assert _native_bf16_flags({"avx2", "avx512f", "avx512_bf16"})
+    assert _native_bf16_flags({"amx_bf16"}) and _native_bf16_flags({"fp", "asimd", "bf16"})  # x86 AMX, Arm
+    assert not _native_bf16_flags({"avx2", "avx512f", "avx512bw"})  # bf16 would be emulated there
+    assert _shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == [1, 2]
+    assert _shared_prefix([[1, 2, 3], [1, 2, 3, 4]]) == [1, 2]  # every row keeps a token of its own
+    assert _shared_prefix([[1, 2, 3]]) == [] and _shared_prefix([[7], [8]]) == []

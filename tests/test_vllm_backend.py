@@ -248,7 +248,8 @@ def reference():
     # kernels stall (measured: 52 generations 148 s with 2 threads vs 22 s with 1). Parity is unaffected.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    backend = create_backend(EngineSpec(model=MODEL, backend="transformers"))
+    # fp32 like the vLLM CPU engine: parity compares backends, not dtypes.
+    backend = create_backend(EngineSpec(model=MODEL, backend="transformers", engine=freeze({"dtype": "float32"})))
     yield backend
     backend.close()
     torch.set_num_threads(threads)
