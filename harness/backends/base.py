@@ -146,7 +146,12 @@ class Backend(ABC):
 
     name = "base"
     batch_size = 16
-    """How many requests the runner hands over at once (and caches after)."""
+    """The backend's own batch size (its meaning is the backend's)."""
+
+    @property
+    def chunk_size(self) -> int:
+        """How many requests the runner hands over at once, and caches after: the work an interruption can lose."""
+        return 2 * self.batch_size
 
     def __init__(self, spec: EngineSpec) -> None:
         self.spec = spec

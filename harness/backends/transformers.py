@@ -239,6 +239,12 @@ class TransformersBackend(Backend):
         self.stats.loads += 1
         self._loaded_adapters: dict[str, str] = {}
 
+    @property
+    def chunk_size(self) -> int:
+        # Large enough for full generation batches (up to 4 x batch_size rows) and for length-sorting
+        # the choices of many questions; at most ~30 s of CPU work is lost to an interruption.
+        return 8 * self.batch_size
+
     def _attention(self) -> str | None:
         return getattr(self.model.config, "_attn_implementation", None)
 
@@ -484,15 +490,48 @@ class TransformersBackend(Backend):
             row_mask = mask[owners]
             full_mask = torch.cat([row_mask, torch.ones(len(batch), width, dtype=mask.dtype, device=self.device)], 1)
             tail_positions = row_mask.sum(-1, keepdim=True) + torch.arange(width, device=self.device)
-            logits = self.model(input_ids=tail_ids, attention_mask=full_mask, position_ids=tail_positions,
-                                past_key_values=cache, use_cache=True).logits.float()
-            token_logprobs = (logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)).tolist()
-            hits = (logits.argmax(-1) == targets).tolist()
-            for row, ((g, i), cont) in enumerate(zip(batch, conts)):
+            real = torch.arange(width, device=self.device) < torch.tensor([len(c) - 1 for c in conts],
+                                                                          device=self.device)[:, None]
+            logits = self._logits_at(real, input_ids=tail_ids, attention_mask=full_mask,
+                                     position_ids=tail_positions, past_key_values=cache, use_cache=True)
+            wanted = targets[real]
+            token_logprobs = (logits.gather(-1, wanted[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).tolist()
+            hits = (logits.argmax(-1) == wanted).tolist()
+            at = 0
+            for (g, i), cont in zip(batch, conts):
                 n = len(cont) - 1
-                total = first_logprobs[g, cont[0]].item() + sum(token_logprobs[row][:n])
-                greedy = first_greedy[g] == cont[0] and all(hits[row][:n])
+                total = first_logprobs[g, cont[0]].item() + sum(token_logprobs[at : at + n])
+                greedy = first_greedy[g] == cont[0] and all(hits[at : at + n])
+                at += n
                 results[i] = Loglikelihood(total, greedy)
+
+    def _logits_at(self, positions: Any, **inputs: Any) -> Any:
+        """float32 logits at the True entries of a [rows, width] mask, flattened in row-major order.
+
+        The output layer (vocabulary x hidden, a fifth of a small model's compute per token) runs only on
+        those positions, not on padding, when the model exposes its decoder and output layer and does
+        nothing after the output layer; otherwise the full forward pass, then the selection.
+        """
+        head = self._plain_head()
+        if head is None:
+            return self.model(**inputs).logits[positions].float()
+        decoder, output = head
+        hidden = decoder(**inputs).last_hidden_state
+        return output(hidden[positions]).float()
+
+    def _plain_head(self) -> tuple[Any, Any] | None:
+        if getattr(self, "_head_of", None) is not self.model:  # computed once per model object (PEFT wraps it)
+            self._head_of = self.model
+            model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            config = model.config
+            extra = any(getattr(config, key, None) for key in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+            try:
+                decoder, output = model.get_decoder(), model.get_output_embeddings()
+            except (AttributeError, NotImplementedError):
+                decoder = output = None
+            plain = decoder is not None and output is not None and not extra and type(model).__name__.endswith("ForCausalLM")
+            self._head = (decoder, output) if plain else None
+        return self._head
 
     def info(self) -> dict[str, Any]:
         import torch
