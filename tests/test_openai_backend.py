@@ -513,6 +513,7 @@ def test_vllm_server_agrees_with_the_local_backend_and_serves_lora_ids(vllm_serv
 
         [variants.local]
         backend = "transformers"
+        engine = {{ dtype = "float32" }}   # as the server: parity compares backends, not dtypes
 
         [variants.api]
         backend = "openai"
@@ -554,7 +555,7 @@ def test_vllm_server_agrees_with_the_local_backend_and_serves_lora_ids(vllm_serv
 
     # raw-text log-likelihood through the completions endpoint agrees with the local backend
     api = create_backend(EngineSpec(model=SERVED, backend="openai", options=freeze({"base_url": base_url})))
-    local = create_backend(EngineSpec(model="smollm2-135m-instruct", backend="transformers"))
+    local = create_backend(EngineSpec(model="smollm2-135m-instruct", backend="transformers", engine=freeze({"dtype": "float32"})))
     try:
         probes = [LoglikelihoodRequest(context="The capital of France is", continuation=" Paris"),
                   LoglikelihoodRequest(context="The capital of France is ", continuation="London"),
