@@ -224,7 +224,7 @@ def decide(result: GateResult, *, alpha: float, inconclusive_blocks: bool) -> Ga
     if p < alpha:
         result.verdict = PASS
         result.reason = f"{claim}: {numbers}"
-    elif low < boundary < high and (result.mde or 0) > (result.margin or 0):
+    elif low <= boundary < high and (result.mde or 0) > (result.margin or 0):  # a bound on the margin: not clear of it
         result.verdict = INCONCLUSIVE
         result.reason = (f"cannot tell whether {claim}: {numbers}; the CI straddles {boundary * sign:+.3f} and the minimum "
                          f"detectable effect {result.mde:.3f} exceeds the margin, so more cases are needed")

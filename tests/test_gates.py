@@ -184,3 +184,19 @@ def test_cases_all_in_one_cluster_are_analysed_unclustered():
     assert results["ft.accuracy >= 0.9"].verdict == PASS
     rows, _ = compare_run(run)
     assert rows and all(r["diff"] == pytest.approx(sum(ft) / 60 - sum(base) / 60) for r in rows)
+
+
+def test_a_ci_touching_the_margin_is_inconclusive_when_underpowered():
+    """Found on the demo: IFEval, diff +0.010, CI [-0.050, +0.070] against a 0.05 margin, MDE 0.10. The CI
+    bound sitting exactly on the margin is neither clear of it nor beyond it: more cases, not FAIL."""
+    from harness.gates import GateResult, decide
+
+    def gate(low, mde):
+        return decide(GateResult(gate="ft.format >= base.format - 0.05", suite="s", kind="noninferiority", verdict="",
+                                 reason="", diff=0.01, diff_ci=(low, 0.07), p_value=0.3, p_adjusted=0.3, mde=mde,
+                                 margin=0.05, variant="ft", baseline="base", axis="format", op=">="),
+                      alpha=0.05, inconclusive_blocks=True)
+
+    assert gate(-0.05, 0.10).verdict == INCONCLUSIVE
+    assert gate(-0.06, 0.10).verdict == INCONCLUSIVE
+    assert gate(-0.05, 0.03).verdict == FAIL  # powered to see 0.05 and still not shown
