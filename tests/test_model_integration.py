@@ -28,6 +28,21 @@ def backend():
     b.close()
 
 
+def run_one_case_suite(tmp_path, variants: list[str], *, max_tokens: int, pool: BackendPool | None = None):
+    """Run a one-case chat suite over `variants` of tmp_path/models.toml."""
+    write(tmp_path / "data.jsonl", '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n')
+    write(tmp_path / "s.yaml", f"""
+        suite: s
+        data: {{path: data.jsonl}}
+        variants: [{", ".join(variants)}]
+        generation: {{max_tokens: {max_tokens}}}
+        scorers: {{accuracy: contains}}
+    """)
+    return run_suites([load_suite(tmp_path / "s.yaml")], load_models(tmp_path / "models.toml"),
+                      RunOptions(out_root=tmp_path / "runs", progress=False),
+                      cache=GenerationCache(tmp_path / "c.sqlite"), pool=pool or BackendPool(), log=lambda s: None)
+
+
 def make_adapter(path, *, zero: bool, seed: int = 0, rank: int = 8):
     """A LoRA adapter on the default model: random B (changes outputs) or PEFT's zero init (no effect)."""
     import torch
@@ -80,6 +95,14 @@ def test_shared_context_scoring_matches_full_sequences(backend):
         assert abs(a.logprob - b.logprob) < 1e-3, (r, a, b)
         assert a.is_greedy == b.is_greedy, (r, a, b)
     assert shared[-2].logprob == 0.0 and shared[-2].is_greedy  # empty continuation
+    # A model without a plain decoder + output layer takes the full forward pass: the same numbers.
+    backend._head_of, backend._head = backend.model, None
+    try:
+        full = backend.loglikelihood(requests)
+    finally:
+        del backend._head_of
+    for a, b in zip(shared, full):
+        assert abs(a.logprob - b.logprob) < 1e-3 and a.is_greedy == b.is_greedy
 
 
 def test_model_calls_leave_the_callers_float_mode_alone(backend):
@@ -198,19 +221,8 @@ def test_adapter_changes_outputs_and_a_zero_adapter_is_caught(tmp_path, backend)
         backend = "transformers"
         adapter = "{noop}"
     """)
-    write(tmp_path / "data.jsonl", '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n')
-    write(tmp_path / "s.yaml", """
-        suite: s
-        data: {path: data.jsonl}
-        variants: [base, real, noop]
-        generation: {max_tokens: 8}
-        scorers: {accuracy: contains}
-    """)
-    models = load_models(tmp_path / "models.toml")
     pool = BackendPool()
-    result = run_suites([load_suite(tmp_path / "s.yaml")], models,
-                        RunOptions(out_root=tmp_path / "runs", progress=False),
-                        cache=GenerationCache(tmp_path / "c.sqlite"), pool=pool, log=lambda s: None)
+    result = run_one_case_suite(tmp_path, ["base", "real", "noop"], max_tokens=8, pool=pool)
     errors = {e["variant"]: e for e in result.errors}
     assert set(errors) == {"noop"} and errors["noop"]["type"] == AdapterError.__name__
     assert "adapter had no effect" in errors["noop"]["error"]
@@ -241,17 +253,7 @@ def test_an_adapter_that_corrupts_its_base_is_refused(tmp_path):
         quantization = "nf4"
         adapter = "{REPO / 'adapters' / 'tickets-lora'}"
     """)
-    write(tmp_path / "data.jsonl", '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n')
-    write(tmp_path / "s.yaml", """
-        suite: s
-        data: {path: data.jsonl}
-        variants: [qlora]
-        generation: {max_tokens: 4}
-        scorers: {accuracy: contains}
-    """)
-    models = load_models(tmp_path / "models.toml")
-    result = run_suites([load_suite(tmp_path / "s.yaml")], models, RunOptions(out_root=tmp_path / "runs", progress=False),
-                        cache=GenerationCache(tmp_path / "c.sqlite"), log=lambda s: None)
+    result = run_one_case_suite(tmp_path, ["qlora"], max_tokens=4)
     (error,) = result.errors
     assert error["type"] == "AdapterError" and "changed the base model itself" in error["error"], error
 

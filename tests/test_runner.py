@@ -46,6 +46,7 @@ def test_run_writes_records_and_manifest(project):
     assert run.manifest["suites"]["arith"]["data"]["sha256"]
     assert run.manifest["models_toml"]["sha256"]
     assert run.manifest["runs"]["arith/good"]["generation"]["max_tokens"] == 16
+    assert all(info["seconds"] >= 0 for info in run.manifest["runs"].values())
 
 
 def test_rerun_is_fully_cached_and_loads_no_engine(project):
@@ -226,3 +227,29 @@ def test_native_bf16_detection_and_shared_prefix():
     assert _shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == [1, 2]
     assert _shared_prefix([[1, 2, 3], [1, 2, 3, 4]]) == [1, 2]  # every row keeps a token of its own
     assert _shared_prefix([[1, 2, 3]]) == [] and _shared_prefix([[7], [8]]) == []
+
+
+def test_generation_batches_pack_rows_within_a_token_budget():
+    """Up to 4 x batch_size prompts per batch, while rows x (longest prompt + max_tokens) fits 2048 x batch_size."""
+    from types import SimpleNamespace
+
+    from harness.backends.transformers import TransformersBackend
+
+    owner = SimpleNamespace(batch_size=2)  # at most 8 rows and 4096 tokens
+    short = {i: [0] * 10 for i in range(20)}
+    batches = TransformersBackend._generation_batches(owner, list(short), short, max_tokens=90)
+    assert [len(b) for b in batches] == [8, 8, 4] and sum(batches, []) == list(short)
+    long = {i: [0] * (1900 - 100 * i) for i in range(5)}  # longest first, as generate() orders them
+    batches = TransformersBackend._generation_batches(owner, list(long), long, max_tokens=100)
+    assert batches == [[0, 1], [2, 3], [4]]  # 2 x 2000 fits 4096; 3 rows would not
+
+
+def test_the_runner_hands_over_the_backends_chunk_size(project, monkeypatch):
+    from harness.backends.fake import FakeBackend
+
+    sizes = []
+    original = FakeBackend.generate
+    monkeypatch.setattr(FakeBackend, "chunk_size", property(lambda self: 3))
+    monkeypatch.setattr(FakeBackend, "generate", lambda self, requests: sizes.append(len(requests)) or original(self, requests))
+    run_project(project)
+    assert sizes and max(sizes) == 3
