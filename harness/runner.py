@@ -215,7 +215,7 @@ class Runner:
         if missing:
             backend = self.pool.get(spec)
             unique = list(missing)
-            step = max(1, backend.chunk_size)
+            step = max(1, backend.chunk_size(kind))
             for start in range(0, len(unique), step):
                 chunk = unique[start : start + step]
                 batch = [requests[missing[k][0]] for k in chunk]

@@ -165,6 +165,31 @@ def test_shared_prompt_prefix_runs_once_with_the_same_outputs(backend, monkeypat
     assert "Paris" in shared[0].text
 
 
+def test_scoring_runs_the_contexts_shared_prefix_once_with_the_same_loglikelihoods(backend, monkeypatch):
+    """Multiple-choice contexts all begin with the chat template's system turn: it runs once per call, and
+    the log-likelihoods equal the plain path's (float32)."""
+    import harness.backends.transformers as tb
+
+    questions = {"What is the capital of France?": ["Paris", "Rome", "Berlin"],
+                 "How many legs does a spider have? Answer briefly.": ["eight", "six", "ten legs"],
+                 "Which planet is closest to the sun?": ["Mercury", "Venus", "Mars"]}
+    requests = [LoglikelihoodRequest(context=((("content", q), ("role", "user")),), continuation=c)
+                for q, choices in questions.items() for c in choices]
+    calls = []
+    original = tb.TransformersBackend._prefix_cache
+    monkeypatch.setattr(tb.TransformersBackend, "_prefix_cache",
+                        lambda self, prefix: calls.append(len(prefix)) or original(self, prefix))
+    monkeypatch.setattr(backend, "batch_size", 2)  # two batches of contexts continue from one prefix
+    shared = backend.loglikelihood(requests)
+    assert len(calls) == 1 and calls[0] >= tb.SCORE_PREFIX_MIN_TOKENS
+    monkeypatch.setattr(tb, "SCORE_PREFIX_MIN_TOKENS", 10**9)
+    plain = backend.loglikelihood(requests)
+    assert len(calls) == 1
+    assert [r.logprob for r in shared] == pytest.approx([r.logprob for r in plain], abs=1e-3)
+    assert [r.is_greedy for r in shared] == [r.is_greedy for r in plain]
+    assert max(range(3), key=lambda i: shared[i].logprob) == 0  # Paris
+
+
 def test_cpu_attention_matches_transformers_sdpa(backend):
     """The CPU attention paths (GQA inside the kernel for prompts, matmuls for decoding) equal transformers' SDPA."""
     import torch

@@ -244,12 +244,23 @@ def test_generation_batches_pack_rows_within_a_token_budget():
     assert batches == [[0, 1], [2, 3], [4]]  # 2 x 2000 fits 4096; 3 rows would not
 
 
-def test_the_runner_hands_over_the_backends_chunk_size(project, monkeypatch):
+def test_the_runner_hands_over_the_backends_chunk_size_per_kind(project, monkeypatch):
     from harness.backends.fake import FakeBackend
 
-    sizes = []
-    original = FakeBackend.generate
-    monkeypatch.setattr(FakeBackend, "chunk_size", property(lambda self: 3))
-    monkeypatch.setattr(FakeBackend, "generate", lambda self, requests: sizes.append(len(requests)) or original(self, requests))
+    sizes = {"generate": [], "loglikelihood": []}
+    for kind in sizes:
+        original = getattr(FakeBackend, kind)
+        monkeypatch.setattr(FakeBackend, kind, lambda self, requests, kind=kind, original=original:
+                            sizes[kind].append(len(requests)) or original(self, requests))
+    monkeypatch.setattr(FakeBackend, "chunk_size", lambda self, kind: 3 if kind == "generate" else 5)
+    write_jsonl(project / "suites" / "data" / "mc.jsonl",
+                [{"question": f"q{i}", "options": ["a", "b", "c", "d"], "gold": "a"} for i in range(6)])
+    set_suite(project, ["base"], data="data: {path: data/mc.jsonl, fields: {input: question, choices: options, "
+                                      "answer: gold}}")
+    (project / "suites" / "arith.yaml").write_text((project / "suites" / "arith.yaml").read_text().replace(
+        "accuracy: exact_match", "accuracy: choice"))
     run_project(project)
-    assert sizes and max(sizes) == 3
+    assert max(sizes["loglikelihood"]) == 5 and sum(sizes["loglikelihood"]) == 24 and not sizes["generate"]
+    set_suite(project, ["base"])
+    run_project(project)
+    assert sizes["generate"] and max(sizes["generate"]) == 3

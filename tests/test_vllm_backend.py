@@ -56,7 +56,7 @@ class SharedEngine:
         class _NoClose:
             name = outer.backend.name
             batch_size = outer.backend.batch_size
-            chunk_size = outer.backend.chunk_size
+            chunk_size = staticmethod(outer.backend.chunk_size)
             stats = outer.backend.stats
             generate = staticmethod(outer.backend.generate)
             loglikelihood = staticmethod(outer.backend.loglikelihood)

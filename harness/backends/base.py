@@ -148,9 +148,9 @@ class Backend(ABC):
     batch_size = 16
     """The backend's own batch size (its meaning is the backend's)."""
 
-    @property
-    def chunk_size(self) -> int:
-        """How many requests the runner hands over at once, and caches after: the work an interruption can lose."""
+    def chunk_size(self, kind: str) -> int:
+        """How many requests of `kind` ("generate" or "loglikelihood") the runner hands over at once, and
+        caches after: the work an interruption can lose."""
         return 2 * self.batch_size
 
     def __init__(self, spec: EngineSpec) -> None:

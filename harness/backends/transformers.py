@@ -30,6 +30,7 @@ from harness.models import resolve_model_path
 
 ENGINE_KEYS = {"dtype", "device", "batch_size", "attn_implementation", "max_length"}
 PREFIX_MIN_TOKENS = 64  # shorter shared prefixes are cheaper to recompute than to copy per batch
+SCORE_PREFIX_MIN_TOKENS = 8  # scoring copies the prefix once per batch of contexts, not per continuation
 
 
 def cpu_has_native_bf16() -> bool:
@@ -239,11 +240,12 @@ class TransformersBackend(Backend):
         self.stats.loads += 1
         self._loaded_adapters: dict[str, str] = {}
 
-    @property
-    def chunk_size(self) -> int:
-        # Large enough for full generation batches (up to 4 x batch_size rows) and for length-sorting
-        # the choices of many questions; at most ~30 s of CPU work is lost to an interruption.
-        return 8 * self.batch_size
+    def chunk_size(self, kind: str) -> int:
+        # Generation: large enough for full generation batches (up to 4 x batch_size rows). Scoring: the
+        # choices of a hundred-odd questions, so that contexts sorted by length fill whole batches and few
+        # questions have their choices split across calls (a lone choice runs without KV reuse).
+        # Either way at most ~30 s of CPU work is lost to an interruption.
+        return 8 * self.batch_size if kind == "generate" else 64 * self.batch_size
 
     def _attention(self) -> str | None:
         return getattr(self.model.config, "_attn_implementation", None)
@@ -441,26 +443,37 @@ class TransformersBackend(Backend):
     def _score_context_groups(self, groups: list[tuple[list[int], list[int]]], pairs: dict, results: list) -> None:
         """Contexts shared by several requests: each context runs once (a left-padded batch of contexts),
         then every continuation runs on a copy of its context's KV cache (right-padded rows, sorted by
-        length so that rows of similar length share a batch)."""
+        length so that rows of similar length share a batch). The tokens every context begins with (the
+        chat template's system turn) run once per call, each batch of contexts continuing from them."""
         torch = self.torch
         pad = self.tokenizer.pad_token_id
         groups = sorted(groups, key=lambda g: len(g[0]), reverse=True)
+        prefix = _shared_prefix([c for c, _ in groups])
+        prefix_cache = self._prefix_cache(prefix) if len(prefix) >= SCORE_PREFIX_MIN_TOKENS else None
         for start in range(0, len(groups), self.batch_size):
             with _compute(torch):
-                self._score_chunk(groups[start : start + self.batch_size], pairs, results, pad)
+                self._score_chunk(groups[start : start + self.batch_size], pairs, results, pad, prefix_cache)
 
-    def _score_chunk(self, chunk: list[tuple[list[int], list[int]]], pairs: dict, results: list, pad: int) -> None:
+    def _score_chunk(self, chunk: list[tuple[list[int], list[int]]], pairs: dict, results: list, pad: int,
+                     prefix_cache: Any = None) -> None:
+        """One batch of contexts and their continuations. With `prefix_cache`, every context's first
+        `prefix_cache.get_seq_length()` tokens are that prefix: layout [prefix][padding][rest], so that
+        each token keeps the position it has alone."""
         torch = self.torch
-        contexts = [c for c, _ in chunk]
-        length = max(len(c) for c in contexts)
-        ids = torch.tensor([[pad] * (length - len(c)) + c for c in contexts], device=self.device)
-        mask = torch.tensor([[0] * (length - len(c)) + [1] * len(c) for c in contexts], device=self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cached = prefix_cache.get_seq_length() if prefix_cache is not None else 0
+        rests = [c[cached:] for c, _ in chunk]
+        length = max(len(r) for r in rests)
+        ids = torch.tensor([[pad] * (length - len(r)) + r for r in rests], device=self.device)
+        mask = torch.tensor([[1] * cached + [0] * (length - len(r)) + [1] * len(r) for r in rests], device=self.device)
+        positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, cached:]
+        inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "use_cache": True}
+        if prefix_cache is not None:
+            inputs["past_key_values"] = copy.deepcopy(prefix_cache)
+            inputs["past_key_values"].batch_repeat_interleave(len(chunk))
         try:  # only the last position's logits are needed
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                             logits_to_keep=1)
+            out = self.model(**inputs, logits_to_keep=1)
         except TypeError:  # an architecture without `logits_to_keep`
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+            out = self.model(**inputs)
         first = out.logits[:, -1].float()
         first_logprobs = first - torch.logsumexp(first, dim=-1, keepdim=True)  # each continuation's first token
         first_greedy = first.argmax(-1).tolist()
