@@ -11,6 +11,9 @@ Prints, each as a measured ratio with the outputs compared:
   2. grouped-query attention inside the SDPA kernel vs transformers' SDPA (which copies K/V heads
      when there is a mask), few-shot generation, float32: same texts expected
   3. a shared few-shot prefix computed once vs per prompt, few-shot generation, float32: same texts
+  4. multiple choice: the contexts' shared system turn computed once per call vs per context, float32
+  5. multiple choice with a LoRA adapter loaded (the model's default dtype): the output layer given a
+     contiguous input vs the strided slice `logits_to_keep` produces (a frozen weight is then copied per row)
 
 Run it on an idle machine: two processes on two cores slow each other down several times over.
 """
@@ -112,6 +115,7 @@ def main() -> None:
 
     print("\n[2] grouped-query attention in the SDPA kernel vs transformers' SDPA (float32, few-shot generation)")
     fp32.model.set_attn_implementation("sdpa")
+    fp32.generate(gen)  # warm-up: its first call runs ~2.5x slower
     stock_s, stock = timed(lambda: fp32.generate(gen))
     fp32.model.set_attn_implementation(tb.GQA_SDPA)
     print(f"  transformers sdpa {stock_s:.1f} s, harness {gen32_s:.1f} s -> {stock_s / gen32_s:.2f}x; "
@@ -124,7 +128,37 @@ def main() -> None:
     tb.PREFIX_MIN_TOKENS = minimum
     print(f"  per prompt {plain_s:.1f} s, shared prefix {gen32_s:.1f} s -> {plain_s / gen32_s:.2f}x; "
           f"identical text {sum(a.text == b.text for a, b in zip(plain, gen32))}/{len(gen)}")
+
+    print("\n[4] multiple choice: the contexts' shared system turn once per call vs per context (float32)")
+    minimum = tb.SCORE_PREFIX_MIN_TOKENS
+    tb.SCORE_PREFIX_MIN_TOKENS = 10**9
+    plain_s, plain = timed(lambda: fp32.loglikelihood(mc))
+    tb.SCORE_PREFIX_MIN_TOKENS = minimum
+    print(f"  per context {len(mc) / plain_s:.1f} req/s, shared {len(mc) / mc32_s:.1f} req/s -> {plain_s / mc32_s:.2f}x; "
+          f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(plain, mc32)):.1e}")
     fp32.close()
+
+    print("\n[5] multiple choice with an adapter loaded: contiguous output-layer input vs strided (default dtype)")
+    import dataclasses
+
+    from harness._files import sha256_dir
+    from harness.backends import Adapter, EngineSpec, create_backend
+
+    path = REPO / "adapters" / "tickets-lora"
+    adapter = Adapter("tickets-lora", path, sha256_dir(path))
+    engine = create_backend(EngineSpec(model=MODEL, backend="transformers"))
+    lora = [dataclasses.replace(r, adapter=adapter) for r in mc]
+    engine.loglikelihood(lora[:16])  # loads the adapter
+    fast_s, fast = timed(lambda: engine.loglikelihood(lora))
+    head = engine.model.get_base_model().get_output_embeddings()
+    hooks = dict(head._forward_pre_hooks)
+    head._forward_pre_hooks.clear()
+    slow_s, slow = timed(lambda: engine.loglikelihood(lora))
+    head._forward_pre_hooks.update(hooks)
+    dtype = engine.info()["dtype"]
+    engine.close()
+    print(f"  {dtype}: strided {len(mc) / slow_s:.1f} req/s, contiguous {len(mc) / fast_s:.1f} req/s "
+          f"-> {slow_s / fast_s:.2f}x; max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(slow, fast)):.1e}")
 
 
 if __name__ == "__main__":

@@ -190,6 +190,26 @@ def test_scoring_runs_the_contexts_shared_prefix_once_with_the_same_loglikelihoo
     assert max(range(3), key=lambda i: shared[i].logprob) == 0  # Paris
 
 
+def test_the_output_layer_copies_a_strided_input_first(backend):
+    """A frozen output layer given a strided slice of hidden states (what `logits_to_keep` hands it) would
+    copy its whole weight once per row; the backend makes the input contiguous first, same logits."""
+    import torch
+
+    head = backend.model.get_output_embeddings()
+    assert not any(p.requires_grad for p in backend.model.parameters())  # frozen, as under PEFT
+    seen = []
+    handle = head.register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    hidden = torch.randn(3, 5, head.in_features, dtype=head.weight.dtype)[:, -1:, :]
+    assert not hidden.is_contiguous()
+    try:
+        with torch.inference_mode():
+            out = head(hidden)
+    finally:
+        handle.remove()
+    assert seen == [True]
+    assert torch.allclose(out, hidden.contiguous() @ head.weight.T, atol=1e-4)
+
+
 def test_cpu_attention_matches_transformers_sdpa(backend):
     """The CPU attention paths (GQA inside the kernel for prompts, matmuls for decoding) equal transformers' SDPA."""
     import torch
