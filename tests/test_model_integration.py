@@ -210,6 +210,33 @@ def test_the_output_layer_copies_a_strided_input_first(backend):
     assert torch.allclose(out, hidden.contiguous() @ head.weight.T, atol=1e-4)
 
 
+def test_own_greedy_loop_drops_finished_rows_with_generates_tokens(backend, monkeypatch):
+    """Greedy decoding in the backend's loop (finished rows leave the batch) gives transformers' generate's
+    texts, finish reasons and token counts (float32), with and without a shared prefix."""
+    from transformers import DynamicCache
+
+    import harness.backends.transformers as tb
+
+    evictions = []
+    original = DynamicCache.batch_select_indices
+    monkeypatch.setattr(DynamicCache, "batch_select_indices",
+                        lambda self, indices: evictions.append(len(indices)) or original(self, indices))
+    system = [{"role": "system", "content": "You are a terse assistant. " * 12}]  # a shared prefix >= 64 tokens
+    questions = ["What is the capital of France? One word.", "Say yes.", "Count from one to twenty in words.",
+                 "Write a short poem about the sea.", "2+2=? Answer with a number.", "Name three colours."]
+    for messages in ([], system):
+        requests = [GenerateRequest.chat(messages + [{"role": "user", "content": q}], max_tokens=24) for q in questions]
+        ours = backend.generate(requests)
+        monkeypatch.setattr(backend, "greedy_loop", False)
+        theirs = backend.generate(requests)
+        monkeypatch.setattr(backend, "greedy_loop", True)
+        assert [(g.text, g.finish_reason, g.output_tokens) for g in ours] == \
+               [(g.text, g.finish_reason, g.output_tokens) for g in theirs]
+        assert {g.finish_reason for g in ours} == {"stop", "length"}
+    assert evictions and min(evictions) < len(questions)
+    assert tb.PREFIX_MIN_TOKENS <= len(backend.tokenizer(backend.render(system), add_special_tokens=False)["input_ids"])
+
+
 def test_cpu_attention_matches_transformers_sdpa(backend):
     """The CPU attention paths (GQA inside the kernel for prompts, matmuls for decoding) equal transformers' SDPA."""
     import torch

@@ -199,6 +199,9 @@ def _truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 
 class TransformersBackend(Backend):
     name = "transformers"
+    greedy_loop = True
+    """Greedy requests without stop strings decode in the backend's own loop (finished rows leave the batch);
+    False: transformers' generate for everything."""
 
     def __init__(self, spec: EngineSpec) -> None:
         super().__init__(spec)
@@ -373,6 +376,8 @@ class TransformersBackend(Backend):
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(rows))
             kwargs["past_key_values"] = cache
+        if self.greedy_loop and temperature == 0 and not stop:
+            return self._greedy_batch(encoded, kwargs.get("past_key_values"), cached, max_tokens)
         if temperature > 0:
             torch.manual_seed(seed)
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
@@ -395,6 +400,58 @@ class TransformersBackend(Backend):
             text, stopped = _truncate_at_stop(text, stop)
             reason = "stop" if (ended or stopped) else "length"
             results.append(Generation(text=text, finish_reason=reason, output_tokens=length))
+        return results
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+    def _greedy_batch(self, encoded: dict[str, Any], cache: Any, cached: int, max_tokens: int) -> list[Generation]:
+        """Greedy decoding that drops finished rows from the batch (transformers' generate keeps computing
+        them until the last row ends): once an eighth of the rows have ended, the KV cache keeps only the
+        running ones. Same tokens as generate's greedy search (the equivalence test compares them)."""
+        torch = self.torch
+        eos = self._eos_ids()
+        mask = encoded["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        if cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+        tokens: list[list[int]] = [[] for _ in range(mask.shape[0])]
+        ended = [False] * len(tokens)
+        rows = list(range(len(tokens)))  # the original row of each cache row
+        inputs = {"input_ids": encoded["input_ids"][:, cached:], "position_ids": positions[:, cached:]}
+        next_position = positions[:, -1] + 1
+        with _compute(torch):
+            for step in range(max_tokens):
+                try:
+                    out = self.model(**inputs, attention_mask=mask, past_key_values=cache, use_cache=True,
+                                     logits_to_keep=1)
+                except TypeError:  # an architecture without `logits_to_keep`
+                    out = self.model(**inputs, attention_mask=mask, past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                chosen = out.logits[:, -1].float().argmax(-1)
+                for row, token in zip(rows, chosen.tolist()):
+                    if not ended[row]:
+                        tokens[row].append(token)
+                        ended[row] = token in eos
+                running = [j for j, row in enumerate(rows) if not ended[row]]
+                if not running or step == max_tokens - 1:
+                    break
+                if len(rows) - len(running) >= max(1, len(rows) // 8):
+                    keep = torch.tensor(running, device=self.device)
+                    cache.batch_select_indices(keep)
+                    rows, mask, chosen, next_position = ([rows[j] for j in running], mask[keep], chosen[keep],
+                                                         next_position[keep])
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
+                inputs = {"input_ids": chosen[:, None], "position_ids": next_position[:, None]}
+                next_position = next_position + 1
+        results = []
+        for row, done in zip(tokens, ended):
+            text = self.tokenizer.decode(row[:-1] if done else row, skip_special_tokens=True)
+            results.append(Generation(text=text, finish_reason="stop" if done else "length",
+                                      output_tokens=len(row) - 1 if done else len(row)))
         return results
 
     # -- log-likelihood -------------------------------------------------------------------
