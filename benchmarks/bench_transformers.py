@@ -14,6 +14,10 @@ Prints, each as a measured ratio with the outputs compared:
   4. multiple choice: the contexts' shared system turn computed once per call vs per context, float32
   5. multiple choice with a LoRA adapter loaded (the model's default dtype): the output layer given a
      contiguous input vs the strided slice `logits_to_keep` produces (a frozen weight is then copied per row)
+  6. greedy generation: the backend's loop (finished rows leave the batch) vs transformers' generate, the
+     demo's IFEval prompts (200 new tokens) with the tickets-lora adapter (the model's default dtype)
+
+`--sections 5,6` runs only those.
 
 Run it on an idle machine: two processes on two cores slow each other down several times over.
 """
@@ -80,85 +84,109 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mc-questions", type=int, default=100)
     parser.add_argument("--fewshot", type=int, default=16, help="few-shot ticket prompts (one batch at 16)")
+    parser.add_argument("--ifeval", type=int, default=100, help="IFEval prompts for section 6")
+    parser.add_argument("--sections", default="1,2,3,4,5,6", help="comma-separated sections to run")
     args = parser.parse_args()
 
     import harness.backends.transformers as tb
+    from harness._files import sha256_dir
+    from harness.backends import Adapter, EngineSpec, GenerateRequest, create_backend
+    from harness.suite import load_suite
 
     mc = mc_requests(args.mc_questions)
     gen = fewshot_requests(args.fewshot)
     print(f"workload: {args.mc_questions} TruthfulQA questions = {len(mc)} log-likelihoods; "
           f"{len(gen)} few-shot ticket prompts x 96 tokens")
 
-    fp32 = backend("float32")
-    fp32.loglikelihood(mc[:16])  # warm-up
-    mc32_s, mc32 = timed(lambda: fp32.loglikelihood(mc))
-    gen32_s, gen32 = timed(lambda: fp32.generate(gen))
-
-    print("\n[1] bfloat16 vs float32")
-    if tb.cpu_has_native_bf16():
-        fp32.close()
-        bf16 = backend("bfloat16")
-        bf16.loglikelihood(mc[:16])
-        mc16_s, mc16 = timed(lambda: bf16.loglikelihood(mc))
-        gen16_s, gen16 = timed(lambda: bf16.generate(gen))
-        bf16.close()
-        same_mc = sum(a == b for a, b in zip(mc_answers(mc, mc32), mc_answers(mc, mc16)))
-        same_text = sum(a.text == b.text for a, b in zip(gen32, gen16))
-        print(f"  multiple choice: fp32 {len(mc) / mc32_s:.1f} req/s, bf16 {len(mc) / mc16_s:.1f} req/s "
-              f"-> {mc32_s / mc16_s:.2f}x; same answer on {same_mc}/{args.mc_questions} questions; "
-              f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(mc32, mc16)):.3f}")
-        print(f"  few-shot generation: fp32 {gen32_s:.1f} s, bf16 {gen16_s:.1f} s -> {gen32_s / gen16_s:.2f}x; "
-              f"identical text {same_text}/{len(gen)}")
+    sections = set(args.sections.split(","))
+    if sections & {"1", "2", "3", "4"}:  # they share the float32 timings
         fp32 = backend("float32")
-    else:
-        print("  skipped: this CPU has no native bf16 (bf16 would be emulated, slower than fp32)")
+        fp32.loglikelihood(mc[:16])  # warm-up
+        mc32_s, mc32 = timed(lambda: fp32.loglikelihood(mc))
+        gen32_s, gen32 = timed(lambda: fp32.generate(gen))
 
-    print("\n[2] grouped-query attention in the SDPA kernel vs transformers' SDPA (float32, few-shot generation)")
-    fp32.model.set_attn_implementation("sdpa")
-    fp32.generate(gen)  # warm-up: its first call runs ~2.5x slower
-    stock_s, stock = timed(lambda: fp32.generate(gen))
-    fp32.model.set_attn_implementation(tb.GQA_SDPA)
-    print(f"  transformers sdpa {stock_s:.1f} s, harness {gen32_s:.1f} s -> {stock_s / gen32_s:.2f}x; "
-          f"identical text {sum(a.text == b.text for a, b in zip(stock, gen32))}/{len(gen)}")
+        print("\n[1] bfloat16 vs float32")
+        if tb.cpu_has_native_bf16():
+            fp32.close()
+            bf16 = backend("bfloat16")
+            bf16.loglikelihood(mc[:16])
+            mc16_s, mc16 = timed(lambda: bf16.loglikelihood(mc))
+            gen16_s, gen16 = timed(lambda: bf16.generate(gen))
+            bf16.close()
+            same_mc = sum(a == b for a, b in zip(mc_answers(mc, mc32), mc_answers(mc, mc16)))
+            same_text = sum(a.text == b.text for a, b in zip(gen32, gen16))
+            print(f"  multiple choice: fp32 {len(mc) / mc32_s:.1f} req/s, bf16 {len(mc) / mc16_s:.1f} req/s "
+                  f"-> {mc32_s / mc16_s:.2f}x; same answer on {same_mc}/{args.mc_questions} questions; "
+                  f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(mc32, mc16)):.3f}")
+            print(f"  few-shot generation: fp32 {gen32_s:.1f} s, bf16 {gen16_s:.1f} s -> {gen32_s / gen16_s:.2f}x; "
+                  f"identical text {same_text}/{len(gen)}")
+            fp32 = backend("float32")
+        else:
+            print("  skipped: this CPU has no native bf16 (bf16 would be emulated, slower than fp32)")
 
-    print("\n[3] shared few-shot prefix computed once vs per prompt (float32, few-shot generation)")
-    minimum = tb.PREFIX_MIN_TOKENS
-    tb.PREFIX_MIN_TOKENS = 10**9
-    plain_s, plain = timed(lambda: fp32.generate(gen))
-    tb.PREFIX_MIN_TOKENS = minimum
-    print(f"  per prompt {plain_s:.1f} s, shared prefix {gen32_s:.1f} s -> {plain_s / gen32_s:.2f}x; "
-          f"identical text {sum(a.text == b.text for a, b in zip(plain, gen32))}/{len(gen)}")
+        print("\n[2] grouped-query attention in the SDPA kernel vs transformers' SDPA (float32, few-shot generation)")
+        fp32.model.set_attn_implementation("sdpa")
+        fp32.generate(gen)  # warm-up: its first call runs ~2.5x slower
+        stock_s, stock = timed(lambda: fp32.generate(gen))
+        fp32.model.set_attn_implementation(tb.GQA_SDPA)
+        print(f"  transformers sdpa {stock_s:.1f} s, harness {gen32_s:.1f} s -> {stock_s / gen32_s:.2f}x; "
+              f"identical text {sum(a.text == b.text for a, b in zip(stock, gen32))}/{len(gen)}")
 
-    print("\n[4] multiple choice: the contexts' shared system turn once per call vs per context (float32)")
-    minimum = tb.SCORE_PREFIX_MIN_TOKENS
-    tb.SCORE_PREFIX_MIN_TOKENS = 10**9
-    plain_s, plain = timed(lambda: fp32.loglikelihood(mc))
-    tb.SCORE_PREFIX_MIN_TOKENS = minimum
-    print(f"  per context {len(mc) / plain_s:.1f} req/s, shared {len(mc) / mc32_s:.1f} req/s -> {plain_s / mc32_s:.2f}x; "
-          f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(plain, mc32)):.1e}")
-    fp32.close()
+        print("\n[3] shared few-shot prefix computed once vs per prompt (float32, few-shot generation)")
+        minimum = tb.PREFIX_MIN_TOKENS
+        tb.PREFIX_MIN_TOKENS = 10**9
+        plain_s, plain = timed(lambda: fp32.generate(gen))
+        tb.PREFIX_MIN_TOKENS = minimum
+        print(f"  per prompt {plain_s:.1f} s, shared prefix {gen32_s:.1f} s -> {plain_s / gen32_s:.2f}x; "
+              f"identical text {sum(a.text == b.text for a, b in zip(plain, gen32))}/{len(gen)}")
 
-    print("\n[5] multiple choice with an adapter loaded: contiguous output-layer input vs strided (default dtype)")
-    import dataclasses
+        print("\n[4] multiple choice: the contexts' shared system turn once per call vs per context (float32)")
+        minimum = tb.SCORE_PREFIX_MIN_TOKENS
+        tb.SCORE_PREFIX_MIN_TOKENS = 10**9
+        plain_s, plain = timed(lambda: fp32.loglikelihood(mc))
+        tb.SCORE_PREFIX_MIN_TOKENS = minimum
+        print(f"  per context {len(mc) / plain_s:.1f} req/s, shared {len(mc) / mc32_s:.1f} req/s -> {plain_s / mc32_s:.2f}x; "
+              f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(plain, mc32)):.1e}")
+        fp32.close()
 
-    from harness._files import sha256_dir
-    from harness.backends import Adapter, EngineSpec, create_backend
+    if "5" in sections:
+        print("\n[5] multiple choice with an adapter loaded: contiguous output-layer input vs strided (default dtype)")
+        import dataclasses
 
-    path = REPO / "adapters" / "tickets-lora"
-    adapter = Adapter("tickets-lora", path, sha256_dir(path))
-    engine = create_backend(EngineSpec(model=MODEL, backend="transformers"))
-    lora = [dataclasses.replace(r, adapter=adapter) for r in mc]
-    engine.loglikelihood(lora[:16])  # loads the adapter
-    fast_s, fast = timed(lambda: engine.loglikelihood(lora))
-    head = engine.model.get_base_model().get_output_embeddings()
-    hooks = dict(head._forward_pre_hooks)
-    head._forward_pre_hooks.clear()
-    slow_s, slow = timed(lambda: engine.loglikelihood(lora))
-    head._forward_pre_hooks.update(hooks)
-    dtype = engine.info()["dtype"]
-    engine.close()
-    print(f"  {dtype}: strided {len(mc) / slow_s:.1f} req/s, contiguous {len(mc) / fast_s:.1f} req/s "
-          f"-> {slow_s / fast_s:.2f}x; max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(slow, fast)):.1e}")
+        path = REPO / "adapters" / "tickets-lora"
+        adapter = Adapter("tickets-lora", path, sha256_dir(path))
+        engine = create_backend(EngineSpec(model=MODEL, backend="transformers"))
+        lora = [dataclasses.replace(r, adapter=adapter) for r in mc]
+        engine.loglikelihood(lora[:16])  # loads the adapter
+        fast_s, fast = timed(lambda: engine.loglikelihood(lora))
+        head = engine.model.get_base_model().get_output_embeddings()
+        hooks = dict(head._forward_pre_hooks)
+        head._forward_pre_hooks.clear()
+        slow_s, slow = timed(lambda: engine.loglikelihood(lora))
+        head._forward_pre_hooks.update(hooks)
+        dtype = engine.info()["dtype"]
+        engine.close()
+        print(f"  {dtype}: strided {len(mc) / slow_s:.1f} req/s, contiguous {len(mc) / fast_s:.1f} req/s "
+              f"-> {slow_s / fast_s:.2f}x; max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(slow, fast)):.1e}")
+
+    if "6" in sections:
+        print("\n[6] greedy generation: the backend's loop (finished rows leave the batch) vs transformers' generate")
+        path = REPO / "adapters" / "tickets-lora"
+        adapter = Adapter("tickets-lora", path, sha256_dir(path))
+        suite = load_suite(REPO / "suites" / "instructions.yaml")
+        prompts = [GenerateRequest.chat(list(c.messages), max_tokens=200, adapter=adapter)
+                   for c in suite.cases[: args.ifeval]]
+        engine = create_backend(EngineSpec(model=MODEL, backend="transformers"))
+        engine.generate(prompts[:4])  # loads the adapter, warms up
+        engine.greedy_loop = False
+        theirs_s, theirs = timed(lambda: engine.generate(prompts))
+        engine.greedy_loop = True
+        ours_s, ours = timed(lambda: engine.generate(prompts))
+        dtype = engine.info()["dtype"]
+        engine.close()
+        print(f"  {dtype}, {len(prompts)} IFEval prompts x 200 tokens, tickets-lora: generate {theirs_s:.1f} s, "
+              f"own loop {ours_s:.1f} s -> {theirs_s / ours_s:.2f}x; identical text "
+              f"{sum(a.text == b.text for a, b in zip(theirs, ours))}/{len(prompts)}")
 
 
 if __name__ == "__main__":
