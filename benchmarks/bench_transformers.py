@@ -73,6 +73,16 @@ def timed(fn):
     return time.perf_counter() - started, value
 
 
+def timed_without(module, minimum: str, fn):
+    """`fn` timed with the prefix threshold `module.<minimum>` out of reach (no shared prefix), then restored."""
+    saved = getattr(module, minimum)
+    setattr(module, minimum, 10**9)
+    try:
+        return timed(fn)
+    finally:
+        setattr(module, minimum, saved)
+
+
 def mc_answers(requests, results) -> list[int]:
     by_context = defaultdict(list)
     for i, r in enumerate(requests):
@@ -133,18 +143,12 @@ def main() -> None:
               f"identical text {sum(a.text == b.text for a, b in zip(stock, gen32))}/{len(gen)}")
 
         print("\n[3] shared few-shot prefix computed once vs per prompt (float32, few-shot generation)")
-        minimum = tb.PREFIX_MIN_TOKENS
-        tb.PREFIX_MIN_TOKENS = 10**9
-        plain_s, plain = timed(lambda: fp32.generate(gen))
-        tb.PREFIX_MIN_TOKENS = minimum
+        plain_s, plain = timed_without(tb, "PREFIX_MIN_TOKENS", lambda: fp32.generate(gen))
         print(f"  per prompt {plain_s:.1f} s, shared prefix {gen32_s:.1f} s -> {plain_s / gen32_s:.2f}x; "
               f"identical text {sum(a.text == b.text for a, b in zip(plain, gen32))}/{len(gen)}")
 
         print("\n[4] multiple choice: the contexts' shared system turn once per call vs per context (float32)")
-        minimum = tb.SCORE_PREFIX_MIN_TOKENS
-        tb.SCORE_PREFIX_MIN_TOKENS = 10**9
-        plain_s, plain = timed(lambda: fp32.loglikelihood(mc))
-        tb.SCORE_PREFIX_MIN_TOKENS = minimum
+        plain_s, plain = timed_without(tb, "SCORE_PREFIX_MIN_TOKENS", lambda: fp32.loglikelihood(mc))
         print(f"  per context {len(mc) / plain_s:.1f} req/s, shared {len(mc) / mc32_s:.1f} req/s -> {plain_s / mc32_s:.2f}x; "
               f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(plain, mc32)):.1e}")
         fp32.close()
