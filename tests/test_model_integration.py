@@ -237,6 +237,19 @@ def test_own_greedy_loop_drops_finished_rows_with_generates_tokens(backend, monk
     assert tb.PREFIX_MIN_TOKENS <= len(backend.tokenizer(backend.render(system), add_special_tokens=False)["input_ids"])
 
 
+def test_greedy_loop_keeps_finished_rows_when_the_cache_cannot_drop_them(backend, monkeypatch):
+    """A cache whose layers cannot select rows (state layers of hybrid models) keeps every row to the end."""
+    from transformers.cache_utils import DynamicLayer
+
+    requests = [GenerateRequest.chat([{"role": "user", "content": q}], max_tokens=16)
+                for q in ["Say yes.", "Count from one to twenty in words.", "2+2=? Answer with a number."]]
+    dropping = backend.generate(requests)
+    monkeypatch.delattr(DynamicLayer, "batch_select_indices")
+    keeping = backend.generate(requests)
+    assert [(g.text, g.finish_reason) for g in keeping] == [(g.text, g.finish_reason) for g in dropping]
+    assert {g.finish_reason for g in keeping} == {"stop", "length"}
+
+
 def test_cpu_attention_matches_transformers_sdpa(backend):
     """The CPU attention paths (GQA inside the kernel for prompts, matmuls for decoding) equal transformers' SDPA."""
     import torch

@@ -161,6 +161,13 @@ def _compute(torch: Any):
         torch.set_flush_denormal(was)
 
 
+def _can_drop_rows(cache: Any) -> bool:
+    """Whether every layer of a transformers cache can keep a subset of its rows (attention layers can;
+    the state layers of some hybrid architectures cannot: their rows then stay until the batch ends)."""
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(callable(getattr(layer, "batch_select_indices", None)) for layer in layers)
+
+
 def _contiguous_input(module: Any) -> None:
     """Make `module` (the output layer) copy a strided input into one block first.
 
@@ -439,7 +446,7 @@ class TransformersBackend(Backend):
                 running = [j for j, row in enumerate(rows) if not ended[row]]
                 if not running or step == max_tokens - 1:
                     break
-                if len(rows) - len(running) >= max(1, len(rows) // 8):
+                if len(rows) - len(running) >= max(1, len(rows) // 8) and _can_drop_rows(cache):
                     keep = torch.tensor(running, device=self.device)
                     cache.batch_select_indices(keep)
                     rows, mask, chosen, next_position = ([rows[j] for j in running], mask[keep], chosen[keep],
