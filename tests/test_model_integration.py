@@ -250,6 +250,27 @@ def test_greedy_loop_keeps_finished_rows_when_the_cache_cannot_drop_them(backend
     assert {g.finish_reason for g in keeping} == {"stop", "length"}
 
 
+def test_a_model_without_logits_to_keep_is_asked_once_then_runs_full_logits(backend, monkeypatch):
+    """Architectures whose forward does not take `logits_to_keep` get the full logits, same results."""
+    generate = [GenerateRequest.chat([{"role": "user", "content": "What is the capital of France?"}], max_tokens=8)]
+    score = [LoglikelihoodRequest(context=((("content", "Capital of France?"), ("role", "user")),), continuation=c)
+             for c in ("Paris", "Rome")]
+    expected = (backend.generate(generate)[0].text, [r.logprob for r in backend.loglikelihood(score)])
+    original, refused = backend.model.forward, []
+
+    def forward(*args, **kwargs):
+        if "logits_to_keep" in kwargs:
+            refused.append(1)
+            raise TypeError("forward() got an unexpected keyword argument 'logits_to_keep'")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(backend.model, "forward", forward)
+    monkeypatch.setattr(backend, "_keeps_logits", True, raising=False)
+    got = (backend.generate(generate)[0].text, [r.logprob for r in backend.loglikelihood(score)])
+    assert got[0] == expected[0] and got[1] == pytest.approx(expected[1], abs=1e-4)
+    assert refused == [1]
+
+
 def test_cpu_attention_matches_transformers_sdpa(backend):
     """The CPU attention paths (GQA inside the kernel for prompts, matmuls for decoding) equal transformers' SDPA."""
     import torch

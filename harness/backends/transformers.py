@@ -37,7 +37,7 @@ def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 / AMX-BF16 on x86, the BF16 extension on Arm).
 
     Where it does, a bfloat16 model runs ~3x faster than float32 on prompts and ~1.8x on generation
-    (benchmarks/bench_backends.py); where it does not, bfloat16 is emulated and slower than float32.
+    (benchmarks/bench_transformers.py); where it does not, bfloat16 is emulated and slower than float32.
     """
     return _native_bf16_flags(_cpu_flags())
 
@@ -354,15 +354,37 @@ class TransformersBackend(Backend):
                 batches.append([i])
         return batches
 
+    def _forward_last(self, **inputs: Any) -> Any:
+        """A forward pass that needs only the last position's logits (`logits_to_keep=1`, unless the
+        architecture does not take it: then the full logits, and it is not offered again)."""
+        if getattr(self, "_keeps_logits", True):
+            try:
+                return self.model(**inputs, logits_to_keep=1)
+            except TypeError:
+                self._keeps_logits = False
+        return self.model(**inputs)
+
     def _prefix_cache(self, prefix: list[int]) -> Any:
         torch = self.torch
-        ids = torch.tensor([prefix], device=self.device)
         with _compute(torch):
-            try:
-                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            except TypeError:  # an architecture without `logits_to_keep`
-                out = self.model(input_ids=ids, use_cache=True)
+            out = self._forward_last(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
         return out.past_key_values
+
+    def _prefixed_batch(self, rows: list[list[int]], prefix_cache: Any) -> tuple[Any, Any, Any]:
+        """(input ids, attention mask, KV cache) for token rows whose first `prefix_cache.get_seq_length()`
+        tokens (0 without a cache) are that shared prefix. Layout [prefix][padding][rest], the padding masked
+        out, so that every token keeps the position it has alone; the cache is a copy per row."""
+        torch = self.torch
+        pad = self.tokenizer.pad_token_id
+        cached = prefix_cache.get_seq_length() if prefix_cache is not None else 0
+        width = max(len(r) for r in rows) - cached
+        ids = [r[:cached] + [pad] * (width - len(r) + cached) + r[cached:] for r in rows]
+        mask = [[1] * cached + [0] * (width - len(r) + cached) + [1] * (len(r) - cached) for r in rows]
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(rows))
+        return torch.tensor(ids, device=self.device), torch.tensor(mask, device=self.device), cache
 
     def _generate_batch(self, rows, prefix_cache, max_tokens, temperature, top_p, seed, stop) -> list[Generation]:
         """Generate for token rows; with `prefix_cache`, the rows' first `prefix_cache.get_seq_length()`
@@ -371,20 +393,13 @@ class TransformersBackend(Backend):
         torch = self.torch
         pad = self.tokenizer.pad_token_id
         cached = prefix_cache.get_seq_length() if prefix_cache is not None else 0
-        width = max(len(r) for r in rows) - cached
-        ids = [r[:cached] + [pad] * (width - len(r) + cached) + r[cached:] for r in rows]
-        mask = [[1] * cached + [0] * (width - len(r) + cached) + [1] * (len(r) - cached) for r in rows]
-        encoded = {
-            "input_ids": torch.tensor(ids, device=self.device),
-            "attention_mask": torch.tensor(mask, device=self.device),
-        }
-        kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": pad}
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(rows))
-            kwargs["past_key_values"] = cache
+        ids, mask, cache = self._prefixed_batch(rows, prefix_cache)
+        encoded = {"input_ids": ids, "attention_mask": mask}
         if self.greedy_loop and temperature == 0 and not stop:
-            return self._greedy_batch(encoded, kwargs.get("past_key_values"), cached, max_tokens)
+            return self._greedy_batch(encoded, cache, cached, max_tokens)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": pad}
+        if cache is not None:
+            kwargs["past_key_values"] = cache
         if temperature > 0:
             torch.manual_seed(seed)
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
@@ -395,8 +410,7 @@ class TransformersBackend(Backend):
         with _compute(torch):
             output = self.model.generate(**encoded, **kwargs)
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
-        eos_ids = self.model.generation_config.eos_token_id
-        eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
+        eos_ids = self._eos_ids()
         results = []
         for row in new_tokens.tolist():
             length = len(row)
@@ -432,11 +446,7 @@ class TransformersBackend(Backend):
         next_position = positions[:, -1] + 1
         with _compute(torch):
             for step in range(max_tokens):
-                try:
-                    out = self.model(**inputs, attention_mask=mask, past_key_values=cache, use_cache=True,
-                                     logits_to_keep=1)
-                except TypeError:  # an architecture without `logits_to_keep`
-                    out = self.model(**inputs, attention_mask=mask, past_key_values=cache, use_cache=True)
+                out = self._forward_last(**inputs, attention_mask=mask, past_key_values=cache, use_cache=True)
                 cache = out.past_key_values
                 chosen = out.logits[:, -1].float().argmax(-1)
                 for row, token in zip(rows, chosen.tolist()):
@@ -547,19 +557,10 @@ class TransformersBackend(Backend):
         each token keeps the position it has alone."""
         torch = self.torch
         cached = prefix_cache.get_seq_length() if prefix_cache is not None else 0
-        rests = [c[cached:] for c, _ in chunk]
-        length = max(len(r) for r in rests)
-        ids = torch.tensor([[pad] * (length - len(r)) + r for r in rests], device=self.device)
-        mask = torch.tensor([[1] * cached + [0] * (length - len(r)) + [1] * len(r) for r in rests], device=self.device)
-        positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, cached:]
-        inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "use_cache": True}
-        if prefix_cache is not None:
-            inputs["past_key_values"] = copy.deepcopy(prefix_cache)
-            inputs["past_key_values"].batch_repeat_interleave(len(chunk))
-        try:  # only the last position's logits are needed
-            out = self.model(**inputs, logits_to_keep=1)
-        except TypeError:  # an architecture without `logits_to_keep`
-            out = self.model(**inputs)
+        ids, mask, cache = self._prefixed_batch([c for c, _ in chunk], prefix_cache)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._forward_last(input_ids=ids[:, cached:], attention_mask=mask, position_ids=positions[:, cached:],
+                                 past_key_values=cache, use_cache=True)
         first = out.logits[:, -1].float()
         first_logprobs = first - torch.logsumexp(first, dim=-1, keepdim=True)  # each continuation's first token
         first_greedy = first.argmax(-1).tolist()
