@@ -118,10 +118,12 @@ def engine_fingerprint(spec: EngineSpec) -> str:
         semantic = {}  # engine arguments do not reach a remote server
     else:
         weights = model_fingerprint(spec.model)
-    if spec.backend == "transformers" and "dtype" not in semantic:  # the dtype it will load in (hardware-dependent)
-        from harness.backends.transformers import default_dtype
+    if spec.backend == "transformers":
+        from harness.backends.transformers import default_dtype, merges_adapters
 
-        semantic["dtype"] = default_dtype(semantic.get("device"))
+        if "dtype" not in semantic:  # the dtype it will load in (hardware-dependent)
+            semantic["dtype"] = default_dtype(semantic.get("device"))
+        semantic["merge_adapters"] = merges_adapters(semantic, spec.quantization)  # adapters' rounding differs
     payload = {
         "weights": weights,
         "backend": spec.backend,

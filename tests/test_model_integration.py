@@ -95,6 +95,20 @@ def test_shared_context_scoring_matches_full_sequences(backend):
         assert abs(a.logprob - b.logprob) < 1e-3, (r, a, b)
         assert a.is_greedy == b.is_greedy, (r, a, b)
     assert shared[-2].logprob == 0.0 and shared[-2].is_greedy  # empty continuation
+    # Against the textbook computation: log-softmax over the model's full logits, argmax per position.
+    import torch
+
+    for r, got in zip(requests, shared):
+        ctx, cont = backend._encode_pair(r)
+        if not cont:
+            continue
+        with torch.no_grad():
+            logits = backend.model(input_ids=torch.tensor([ctx + cont])).logits[0, len(ctx) - 1 : -1].float()
+        target = torch.tensor(cont)
+        expected = torch.log_softmax(logits, -1).gather(1, target[:, None]).sum().item()
+        assert abs(got.logprob - expected) < 1e-3, (r, got, expected)
+        assert got.is_greedy == bool((logits.argmax(-1) == target).all()), (r, got)
+    assert any(s.is_greedy for s in shared[:-2]) and not all(s.is_greedy for s in shared)
     # A model without a plain decoder + output layer takes the full forward pass: the same numbers.
     backend._head_of, backend._head = backend.model, None
     try:
@@ -334,6 +348,61 @@ def test_adapter_changes_outputs_and_a_zero_adapter_is_caught(tmp_path, backend)
     assert "adapter had no effect" in errors["noop"]["error"]
     assert result.manifest["runs"]["s/real"]["adapter_guard"]["probe_max_abs_delta"] > 1e-3
     assert pool.loads == 1  # base + two adapters from one engine load
+
+
+def test_merged_adapters_score_as_unmerged_and_the_base_comes_back_bit_for_bit(tmp_path, backend):
+    """Adapters are merged into the base weights while their requests run: the same log-likelihoods
+    (fp32) as PEFT's unmerged forward, switching A -> B -> base -> A works, and the base weights after
+    an adapter are the very tensors they were before (not a subtraction's rounding)."""
+    import dataclasses
+
+    import torch
+
+    from harness._files import sha256_dir
+
+    adapters = [Adapter(name, path, sha256_dir(path)) for name, path in
+                (("a", make_adapter(tmp_path / "a", zero=False, seed=1)),
+                 ("b", make_adapter(tmp_path / "b", zero=False, seed=2, rank=4)))]
+    requests = [LoglikelihoodRequest(context=f"Question {i}: what is {i} + {i}? Answer:", continuation=f" {2 * i}.")
+                for i in range(6)]
+    base = backend.loglikelihood(requests)
+    weights = [(p, p.detach().clone()) for n, p in backend.model.named_parameters() if "lora_" not in n]
+    merged, unmerged = {}, {}
+    assert backend.merge_adapters
+    for adapter in adapters + adapters[:1]:
+        merged[adapter.name] = backend.loglikelihood([dataclasses.replace(r, adapter=adapter) for r in requests])
+        key = "a_" + adapter.sha256[:16]
+        assert backend._merged == key and all(m.merged for m in backend.model.modules() if hasattr(m, "merged"))
+    assert backend.loglikelihood(requests) == base and backend._merged is None
+    live = {id(p) for p in backend.model.parameters()}  # PEFT wraps the base's modules, keeps its parameters
+    assert all(id(p) in live for p, _ in weights) and all(torch.equal(p, saved) for p, saved in weights)
+    backend.merge_adapters = False
+    try:
+        for adapter in adapters:
+            unmerged[adapter.name] = backend.loglikelihood([dataclasses.replace(r, adapter=adapter) for r in requests])
+            assert backend._merged is None
+    finally:
+        backend.merge_adapters = True
+    for name in unmerged:
+        assert all(abs(m.logprob - u.logprob) < 1e-3 for m, u in zip(merged[name], unmerged[name]))
+        assert all(abs(m.logprob - b.logprob) > 1e-3 for m, b in zip(merged[name], base))  # the adapter acts
+    assert [m.logprob for m in merged["a"]] != [m.logprob for m in merged["b"]]
+
+    # An adapter PEFT cannot merge runs unmerged, with a warning, and the base stays intact.
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("no merge for this layer type")
+
+    fresh = Adapter("c", make_adapter(tmp_path / "c", zero=False, seed=3), sha256_dir(tmp_path / "c"))
+    with pytest.warns(UserWarning, match="cannot be merged"):
+        original = backend.model.merge_adapter
+        backend.model.merge_adapter = refuse
+        try:
+            scored = backend.loglikelihood([dataclasses.replace(r, adapter=fresh) for r in requests])
+        finally:
+            backend.model.merge_adapter = original
+            backend.merge_adapters = True
+    assert backend._merged is None and all(abs(s.logprob - b.logprob) > 1e-3 for s, b in zip(scored, base))
+    assert backend.loglikelihood(requests) == base
 
 
 def test_nf4_base_runs_on_cpu(tmp_path):

@@ -216,6 +216,7 @@ def test_engine_fingerprint_carries_the_dtype_a_model_will_load_in(monkeypatch):
     assert fingerprint() == fingerprint(dtype="bfloat16")
     assert fingerprint() != fingerprint(dtype="float32")
     assert fingerprint(batch_size=4) == fingerprint()  # batch size does not change outputs
+    assert fingerprint(merge_adapters=True) == fingerprint() != fingerprint(merge_adapters=False)  # rounding
 
 
 def test_native_bf16_detection_and_shared_prefix():

@@ -12,6 +12,7 @@ import functools
 import subprocess
 import sys
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -28,9 +29,10 @@ from harness.backends.base import (
 from harness.errors import AdapterError, BackendError
 from harness.models import resolve_model_path
 
-ENGINE_KEYS = {"dtype", "device", "batch_size", "attn_implementation", "max_length"}
+ENGINE_KEYS = {"dtype", "device", "batch_size", "attn_implementation", "max_length", "merge_adapters"}
 PREFIX_MIN_TOKENS = 64  # shorter shared prefixes are cheaper to recompute than to copy per batch
 SCORE_PREFIX_MIN_TOKENS = 8  # scoring copies the prefix once per batch of contexts, not per continuation
+LOGIT_BLOCK_ROWS = 8  # rows of logits converted to float32 at a time when scoring (the block stays in cache)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -84,6 +86,15 @@ def default_dtype(device: str | None = None) -> str:
 
 
 GQA_SDPA = "harness_sdpa_gqa"
+
+
+def merges_adapters(engine: dict[str, Any], quantization: str | None) -> bool:
+    """Whether adapters are merged into the base weights while their requests run (engine arg
+    `merge_adapters`, default on). Never on a quantized base: merging re-quantizes its packed weights."""
+    value = engine.get("merge_adapters", True)
+    if not isinstance(value, bool):
+        raise BackendError(f"engine merge_adapters must be true or false, not {value!r}.")
+    return value and quantization is None
 
 
 @functools.cache
@@ -235,6 +246,7 @@ class TransformersBackend(Backend):
         if not isinstance(dtype, torch.dtype):
             raise BackendError(f"engine dtype '{dtype_name}' is not a torch dtype (e.g. float32, bfloat16).")
         self.batch_size = int(engine.get("batch_size", 16))
+        self.merge_adapters = merges_adapters(engine, spec.quantization)
         self.max_length = engine.get("max_length")
         path = resolve_model_path(spec.model)
         started = time.perf_counter()
@@ -271,6 +283,8 @@ class TransformersBackend(Backend):
         self.load_seconds = time.perf_counter() - started
         self.stats.loads += 1
         self._loaded_adapters: dict[str, str] = {}
+        self._merged: str | None = None  # the adapter whose update is in the base weights now
+        self._merge_saved: list[tuple[Any, Any]] = []  # (parameter, its base value) while an adapter is merged
 
     def chunk_size(self, kind: str) -> int:
         # Generation: large enough for full generation batches (up to 4 x batch_size rows). Scoring: the
@@ -284,13 +298,20 @@ class TransformersBackend(Backend):
 
     # -- adapters -------------------------------------------------------------------------
     def _adapter_context(self, adapter: Adapter | None):
+        """Make `adapter` (None: the base model) the one the next forward passes use. With merging on, the
+        adapter's update is merged into the base weights until another adapter or the base is asked for;
+        the base weights then come back from a saved copy, bit for bit."""
         from peft import PeftModel
 
+        key = None if adapter is None else "a_" + adapter.sha256[:16]
+        if self._merged is not None and self._merged != key:
+            self._unmerge()
         if adapter is None:
             if isinstance(self.model, PeftModel):
                 return self.model.disable_adapter()
             return contextlib.nullcontext()
-        key = "a_" + adapter.sha256[:16]
+        if self._merged == key:
+            return contextlib.nullcontext()
         if key not in self._loaded_adapters:
             try:
                 if isinstance(self.model, PeftModel):
@@ -304,7 +325,37 @@ class TransformersBackend(Backend):
                 ) from None
             self._loaded_adapters[key] = str(adapter.path)
         self.model.set_adapter(key)
+        if self.merge_adapters:
+            self._merge(key)
         return contextlib.nullcontext()
+
+    def _merge(self, key: str) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
+        self._merge_saved = [(p, p.detach().clone()) for m in layers for p in m.get_base_layer().parameters(recurse=False)]
+        try:
+            self.model.merge_adapter([key])
+        except (NotImplementedError, ValueError, RuntimeError, TypeError) as exc:  # a layer type PEFT cannot merge
+            self._merged = key
+            self._unmerge()
+            self.merge_adapters = False
+            warnings.warn(f"adapter {self._loaded_adapters[key]} cannot be merged ({exc}); it runs unmerged.", stacklevel=2)
+            self.model.set_adapter(key)
+            return
+        self._merged = key
+
+    def _unmerge(self) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in self.model.modules():  # PEFT's bookkeeping; its subtraction leaves rounding residue ...
+            if isinstance(module, BaseTunerLayer) and module.merged:
+                module.unmerge()
+        with self.torch.no_grad():  # ... so the base weights come back from the copy
+            for param, saved in self._merge_saved:
+                param.copy_(saved)
+        self._merge_saved = []
+        self._merged = None
 
     # -- generation -----------------------------------------------------------------------
     def render(self, messages: list[dict[str, str]]) -> str:
@@ -448,7 +499,7 @@ class TransformersBackend(Backend):
             for step in range(max_tokens):
                 out = self._forward_last(**inputs, attention_mask=mask, past_key_values=cache, use_cache=True)
                 cache = out.past_key_values
-                chosen = out.logits[:, -1].float().argmax(-1)
+                chosen = out.logits[:, -1].max(-1).indices  # the first maximum, as argmax (bf16 -> float32 is exact)
                 for row, token in zip(rows, chosen.tolist()):
                     if not ended[row]:
                         tokens[row].append(token)
@@ -521,20 +572,21 @@ class TransformersBackend(Backend):
             pad = self.tokenizer.pad_token_id
             ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
             mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
-            with _compute(torch):
-                logprobs = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            # The continuation's positions: each predicts the next token of the row.
+            wanted = torch.zeros(len(batch), width, dtype=torch.bool)
+            targets = []
             for row, i in enumerate(batch):
                 ctx, cont = pairs[i]
-                n = len(cont)
-                if n == 0:
-                    results[i] = Loglikelihood(0.0, True)
-                    continue
-                end = len(ctx) + n - 1
-                span = logprobs[row, end - n : end]
-                target = torch.tensor(cont, device=self.device)
-                total = span.gather(1, target[:, None]).sum().item()
-                greedy = bool((span.argmax(-1) == target).all().item())
-                results[i] = Loglikelihood(total, greedy)
+                wanted[row, len(ctx) - 1 : len(ctx) + len(cont) - 1] = True
+                targets += cont
+            with _compute(torch):
+                logits = self._logits_at(wanted.to(self.device), input_ids=ids, attention_mask=mask)
+                token_logprobs, hits = self._target_logprobs(logits, torch.tensor(targets, device=self.device))
+            at = 0
+            for i in batch:
+                n = len(pairs[i][1])
+                results[i] = Loglikelihood(sum(token_logprobs[at : at + n]), all(hits[at : at + n]))
+                at += n
 
     def _score_context_groups(self, groups: list[tuple[list[int], list[int]]], pairs: dict, results: list) -> None:
         """Contexts shared by several requests: each context runs once (a left-padded batch of contexts),
@@ -562,8 +614,9 @@ class TransformersBackend(Backend):
         out = self._forward_last(input_ids=ids[:, cached:], attention_mask=mask, position_ids=positions[:, cached:],
                                  past_key_values=cache, use_cache=True)
         first = out.logits[:, -1].float()
-        first_logprobs = first - torch.logsumexp(first, dim=-1, keepdim=True)  # each continuation's first token
-        first_greedy = first.argmax(-1).tolist()
+        top, first_greedy = first.max(-1, keepdim=True)
+        first_logprobs = first - ((first - top).exp().sum(-1, keepdim=True).log() + top)  # each continuation's first token
+        first_greedy = first_greedy[:, 0].tolist()
         rows = []  # (owner context, request) for continuations longer than one token
         for g, (_, indices) in enumerate(chunk):
             for i in indices:
@@ -594,9 +647,7 @@ class TransformersBackend(Backend):
                                                                           device=self.device)[:, None]
             logits = self._logits_at(real, input_ids=tail_ids, attention_mask=full_mask,
                                      position_ids=tail_positions, past_key_values=cache, use_cache=True)
-            wanted = targets[real]
-            token_logprobs = (logits.gather(-1, wanted[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).tolist()
-            hits = (logits.argmax(-1) == wanted).tolist()
+            token_logprobs, hits = self._target_logprobs(logits, targets[real])
             at = 0
             for (g, i), cont in zip(batch, conts):
                 n = len(cont) - 1
@@ -605,8 +656,25 @@ class TransformersBackend(Backend):
                 at += n
                 results[i] = Loglikelihood(total, greedy)
 
+    def _target_logprobs(self, logits: Any, targets: Any) -> tuple[list[float], list[bool]]:
+        """Per row of [rows, vocabulary] logits: log P(target) in float32 and whether the target is the
+        argmax (the first maximum, as argmax picks). A few rows at a time: converting all the logits to
+        float32 at once and reducing them op by op cost 6x more (the copy leaves the cache)."""
+        torch = self.torch
+        logprobs, hits = [], []
+        for start in range(0, logits.shape[0], LOGIT_BLOCK_ROWS):
+            block = logits[start : start + LOGIT_BLOCK_ROWS].float()
+            target = targets[start : start + LOGIT_BLOCK_ROWS, None]
+            top, best = block.max(-1, keepdim=True)
+            norm = (block - top).exp_().sum(-1, keepdim=True).log_() + top
+            logprobs.append((block.gather(-1, target) - norm)[:, 0])
+            hits.append((best == target)[:, 0])
+        if not logprobs:
+            return [], []
+        return torch.cat(logprobs).tolist(), torch.cat(hits).tolist()
+
     def _logits_at(self, positions: Any, **inputs: Any) -> Any:
-        """float32 logits at the True entries of a [rows, width] mask, flattened in row-major order.
+        """Logits (the model's dtype) at the True entries of a [rows, width] mask, flattened in row-major order.
 
         The output layer (vocabulary x hidden, a fifth of a small model's compute per token) runs only on
         those positions, not on padding, when the model exposes its decoder and output layer and does
@@ -614,10 +682,10 @@ class TransformersBackend(Backend):
         """
         head = self._plain_head()
         if head is None:
-            return self.model(**inputs).logits[positions].float()
+            return self.model(**inputs).logits[positions]
         decoder, output = head
         hidden = decoder(**inputs).last_hidden_state
-        return output(hidden[positions]).float()
+        return output(hidden[positions])
 
     def _plain_head(self) -> tuple[Any, Any] | None:
         if getattr(self, "_head_of", None) is not self.model:  # computed once per model object (PEFT wraps it)
