@@ -251,6 +251,35 @@ def test_own_greedy_loop_drops_finished_rows_with_generates_tokens(backend, monk
     assert tb.PREFIX_MIN_TOKENS <= len(backend.tokenizer(backend.render(system), add_special_tokens=False)["input_ids"])
 
 
+def test_greedy_loop_keeps_a_shared_prefix_once_for_all_rows(backend, monkeypatch):
+    """A prefix every prompt of a batch shares (few-shot examples, a long system turn) is stored once, not
+    per row, and every row's attention reads it: the same tokens as a copy per row (float32), rows
+    leaving the batch included; and since it is not per row, it does not count against the batch budget."""
+    import harness.backends.transformers as tb
+
+    made = []
+    original = tb._shared_prefix_cache
+    monkeypatch.setattr(tb, "_shared_prefix_cache", lambda cache: made.append(original(cache)) or made[-1])
+    system = [{"role": "system", "content": "You are a terse assistant who answers in few words. " * 8}]
+    questions = ["What is the capital of France? One word.", "Say yes.", "Count from one to twenty in words.",
+                 "Write a short poem about the sea.", "2+2=? Answer with a number.", "Name three colours."]
+    requests = [GenerateRequest.chat(system + [{"role": "user", "content": q}], max_tokens=24) for q in questions]
+    once = backend.generate(requests)
+    assert made and all(cache is not None and {type(layer).__name__ for layer in cache.layers} == {"SharedPrefixLayer"}
+                        for cache in made)
+    assert all(layer.reads > 0 for layer in made[0].layers)
+    monkeypatch.setattr(backend, "share_prefixes", False)
+    per_row = backend.generate(requests)
+    assert len(made) == 1
+    assert [(g.text, g.finish_reason, g.output_tokens) for g in once] == \
+           [(g.text, g.finish_reason, g.output_tokens) for g in per_row]
+    assert {g.finish_reason for g in once} == {"stop", "length"}
+    # The batch budget counts each row's own tokens: 1,000-token prompts of which 950 are shared.
+    ids = {i: [0] * 1000 for i in range(64)}
+    assert len(backend._generation_batches(list(ids), ids, 96)) == 3
+    assert len(backend._generation_batches(list(ids), ids, 96, shared=950)) == 1
+
+
 def test_greedy_loop_keeps_finished_rows_when_the_cache_cannot_drop_them(backend, monkeypatch):
     """A cache whose layers cannot select rows (state layers of hybrid models) keeps every row to the end."""
     from transformers.cache_utils import DynamicLayer

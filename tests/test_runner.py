@@ -219,6 +219,17 @@ def test_engine_fingerprint_carries_the_dtype_a_model_will_load_in(monkeypatch):
     assert fingerprint(merge_adapters=True) == fingerprint() != fingerprint(merge_adapters=False)  # rounding
 
 
+def test_a_shared_prefix_the_attention_did_not_read_is_an_error():
+    from types import SimpleNamespace
+
+    from harness.backends.transformers import _check_prefix_reads
+    from harness.errors import BackendError
+
+    _check_prefix_reads(SimpleNamespace(layers=[SimpleNamespace(reads=2), SimpleNamespace()]))  # read, or not shared
+    with pytest.raises(BackendError, match="did not read the shared prompt prefix"):
+        _check_prefix_reads(SimpleNamespace(layers=[SimpleNamespace(reads=1), SimpleNamespace(reads=0)]))
+
+
 def test_native_bf16_detection_and_shared_prefix():
     from harness.backends.transformers import _native_bf16_flags, _shared_prefix
 

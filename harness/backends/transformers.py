@@ -126,6 +126,29 @@ def _register_gqa_sdpa() -> str:
         out = torch.matmul(torch.softmax(scores, dim=-1).to(value.dtype), value)
         return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous()
 
+    def decode_shared(query, prefix, key, value, attention_mask, scaling):
+        """`decode` for rows that all begin with one prefix, whose keys/values are stored once: every row's
+        query meets the prefix in one matmul (the prefix is read once, not once per row), its own tokens
+        in a batched one; one softmax over both."""
+        batch, heads, _, dim = query.shape
+        kv_heads, length = key.shape[1], key.shape[2]
+        prefix_keys, prefix_values = prefix  # [1, kv_heads, P, dim]
+        shared = prefix_keys.shape[2]
+        grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim)
+        across = grouped.transpose(0, 1).reshape(kv_heads, -1, dim)  # [kv_heads, batch x group, dim]
+        scale = dim**-0.5 if scaling is None else scaling
+        on_prefix = torch.matmul(across, prefix_keys[0].transpose(-1, -2)).float() * scale
+        on_prefix = on_prefix.reshape(kv_heads, batch, -1, shared).transpose(0, 1)
+        own = torch.matmul(grouped, key.transpose(-1, -2)).float() * scale
+        if attention_mask is not None:  # the prefix is visible to every row; the mask covers the rows' own tokens
+            mask = attention_mask[:, :, -1:, -length:].reshape(batch, 1, 1, length)
+            own = own.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else own + mask
+        probs = torch.softmax(torch.cat([on_prefix, own], dim=-1), dim=-1).to(value.dtype)
+        out = torch.matmul(probs[..., shared:], value)
+        across = probs[..., :shared].transpose(0, 1).reshape(kv_heads, -1, shared)
+        out = out + torch.matmul(across, prefix_values[0]).reshape(kv_heads, batch, -1, dim).transpose(0, 1)
+        return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous()
+
     def forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
         plain = (
             query.device.type == "cpu"
@@ -134,6 +157,14 @@ def _register_gqa_sdpa() -> str:
             and not kwargs.get("output_attentions")
             and not (dropout and module.training)
         )
+        shared = getattr(key, "shared_prefix", None)  # set by a SharedPrefixLayer cache
+        if shared is not None:
+            shared.reads += 1
+            if plain and query.shape[2] == 1 and query.shape[1] % key.shape[1] == 0:
+                return decode_shared(query, shared.prefix, key, value, attention_mask, scaling), None
+            rows = key.shape[0]
+            key = torch.cat([shared.prefix[0].expand(rows, -1, -1, -1), key], dim=-2)
+            value = torch.cat([shared.prefix[1].expand(rows, -1, -1, -1), value], dim=-2)
         if plain and query.shape[2] == 1 and query.shape[1] % key.shape[1] == 0:
             return decode(query, key, value, attention_mask, scaling), None
         if plain and attention_mask is not None and getattr(module, "num_key_value_groups", 1) > 1:
@@ -179,6 +210,76 @@ def _can_drop_rows(cache: Any) -> bool:
     return bool(layers) and all(callable(getattr(layer, "batch_select_indices", None)) for layer in layers)
 
 
+@functools.cache
+def _shared_prefix_layer() -> type:
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class SharedPrefixLayer(DynamicLayer):
+        """One attention layer's KV cache for a batch whose rows all begin with one prefix: the prefix's
+        keys/values once ([1, kv heads, P, dim], never copied per row), each row's own tokens after it as a
+        DynamicLayer keeps them. The keys it returns carry the layer (`shared_prefix`), so that the
+        backend's attention function attends to the prefix too; `reads` counts that it did."""
+
+        is_croppable = False
+
+        def __init__(self, keys: Any, values: Any) -> None:
+            super().__init__()
+            self.prefix = (keys, values)
+            self.reads = 0
+
+        def own_length(self) -> int:
+            return 0 if not self.is_initialized or self.keys.numel() == 0 else self.keys.shape[-2]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            keys, values = super().update(key_states, value_states, *args, **kwargs)
+            keys.shared_prefix = self
+            return keys, values
+
+        def get_seq_length(self) -> int:
+            return self.prefix[0].shape[-2] + self.own_length()
+
+        def batch_select_indices(self, indices: Any) -> None:
+            if self.own_length():
+                self.keys, self.values = self.keys[indices, ...], self.values[indices, ...]
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self.own_length():
+                self.keys = self.keys.repeat_interleave(repeats, dim=0)
+                self.values = self.values.repeat_interleave(repeats, dim=0)
+
+        def reorder_cache(self, beam_idx: Any) -> None:
+            if self.own_length():
+                self.keys = self.keys.index_select(0, beam_idx.to(self.keys.device))
+                self.values = self.values.index_select(0, beam_idx.to(self.values.device))
+
+    return SharedPrefixLayer
+
+
+def _shared_prefix_cache(prefix_cache: Any) -> Any | None:
+    """A cache for a batch of rows that begin with `prefix_cache`'s tokens, holding them once (None when a
+    layer is not a plain attention layer: sliding windows and states keep the per-row copy)."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(prefix_cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer or not layer.is_initialized for layer in layers):
+        return None
+    cache = copy.copy(prefix_cache)
+    cache.layers = [_shared_prefix_layer()(layer.keys, layer.values) for layer in layers]
+    return cache
+
+
+def _check_prefix_reads(cache: Any) -> None:
+    """After a forward pass on a shared-prefix cache: every layer's attention must have read its prefix
+    (a model whose attention gets the keys some other way would silently ignore it)."""
+    unread = [i for i, layer in enumerate(getattr(cache, "layers", [])) if getattr(layer, "reads", None) == 0]
+    if unread:
+        raise BackendError(
+            f"the model's attention did not read the shared prompt prefix (layers {unread[:5]}); "
+            "set TransformersBackend.share_prefixes = False for this model."
+        )
+
+
 def _contiguous_input(module: Any) -> None:
     """Make `module` (the output layer) copy a strided input into one block first.
 
@@ -220,6 +321,9 @@ class TransformersBackend(Backend):
     greedy_loop = True
     """Greedy requests without stop strings decode in the backend's own loop (finished rows leave the batch);
     False: transformers' generate for everything."""
+    share_prefixes = True
+    """In the greedy loop, a prompt prefix shared by a batch (few-shot examples) is stored and read once for
+    all rows; False: a copy per row, as generate does."""
 
     def __init__(self, spec: EngineSpec) -> None:
         super().__init__(spec)
@@ -380,7 +484,9 @@ class TransformersBackend(Backend):
             prefix = _shared_prefix([ids[i] for i in indices])
             with self._adapter_context(adapter):
                 prefix_cache = self._prefix_cache(prefix) if len(prefix) >= PREFIX_MIN_TOKENS else None
-                for batch in self._generation_batches(order, ids, max_tokens):
+                once = prefix_cache is not None and temperature == 0 and not stop and self.greedy_loop \
+                    and self._shares_prefixes()  # the prefix is kept once, not per row: it does not count
+                for batch in self._generation_batches(order, ids, max_tokens, len(prefix) if once else 0):
                     generations = self._generate_batch(
                         [ids[i] for i in batch], prefix_cache, max_tokens, temperature, top_p, seed, stop
                     )
@@ -390,16 +496,17 @@ class TransformersBackend(Backend):
         self.stats.generated += len(requests)
         return results  # type: ignore[return-value]
 
-    def _generation_batches(self, order: list[int], ids: dict[int, list[int]], max_tokens: int) -> list[list[int]]:
+    def _generation_batches(self, order: list[int], ids: dict[int, list[int]], max_tokens: int,
+                            shared: int = 0) -> list[list[int]]:
         """Prompts longest first, packed up to 4 x batch_size rows while rows x (longest prompt + max_tokens)
         stays within 2048 x batch_size tokens: decoding reads every weight once per step whatever the number
         of rows, so more rows are nearly free (64 rows 1.7x the tokens/s of 16 on 2 CPU cores), until the KV
-        cache of long prompts grows large."""
+        cache of long prompts grows large. `shared`: leading tokens kept once for all rows, not counted."""
         rows, budget = 4 * self.batch_size, 2048 * self.batch_size
         batches: list[list[int]] = []
         for i in order:
             batch = batches[-1] if batches else None
-            if batch and len(batch) < rows and (len(batch) + 1) * (len(ids[batch[0]]) + max_tokens) <= budget:
+            if batch and len(batch) < rows and (len(batch) + 1) * (len(ids[batch[0]]) - shared + max_tokens) <= budget:
                 batch.append(i)
             else:
                 batches.append([i])
@@ -421,18 +528,19 @@ class TransformersBackend(Backend):
             out = self._forward_last(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
         return out.past_key_values
 
-    def _prefixed_batch(self, rows: list[list[int]], prefix_cache: Any) -> tuple[Any, Any, Any]:
+    def _prefixed_batch(self, rows: list[list[int]], prefix_cache: Any, shared: bool = False) -> tuple[Any, Any, Any]:
         """(input ids, attention mask, KV cache) for token rows whose first `prefix_cache.get_seq_length()`
         tokens (0 without a cache) are that shared prefix. Layout [prefix][padding][rest], the padding masked
-        out, so that every token keeps the position it has alone; the cache is a copy per row."""
+        out, so that every token keeps the position it has alone; the cache is a copy per row or, `shared`
+        (the greedy loop), the prefix once for all rows where the model's layers allow it."""
         torch = self.torch
         pad = self.tokenizer.pad_token_id
         cached = prefix_cache.get_seq_length() if prefix_cache is not None else 0
         width = max(len(r) for r in rows) - cached
         ids = [r[:cached] + [pad] * (width - len(r) + cached) + r[cached:] for r in rows]
         mask = [[1] * cached + [0] * (width - len(r) + cached) + [1] * (len(r) - cached) for r in rows]
-        cache = None
-        if prefix_cache is not None:
+        cache = _shared_prefix_cache(prefix_cache) if shared and prefix_cache is not None else None
+        if prefix_cache is not None and cache is None:
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(rows))
         return torch.tensor(ids, device=self.device), torch.tensor(mask, device=self.device), cache
@@ -444,9 +552,10 @@ class TransformersBackend(Backend):
         torch = self.torch
         pad = self.tokenizer.pad_token_id
         cached = prefix_cache.get_seq_length() if prefix_cache is not None else 0
-        ids, mask, cache = self._prefixed_batch(rows, prefix_cache)
+        greedy = self.greedy_loop and temperature == 0 and not stop
+        ids, mask, cache = self._prefixed_batch(rows, prefix_cache, shared=greedy and self._shares_prefixes())
         encoded = {"input_ids": ids, "attention_mask": mask}
-        if self.greedy_loop and temperature == 0 and not stop:
+        if greedy:
             return self._greedy_batch(encoded, cache, cached, max_tokens)
         kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": pad}
         if cache is not None:
@@ -474,6 +583,11 @@ class TransformersBackend(Backend):
             results.append(Generation(text=text, finish_reason=reason, output_tokens=length))
         return results
 
+    def _shares_prefixes(self) -> bool:
+        """Whether the greedy loop keeps a shared prefix once for all rows: the backend's own attention
+        function runs (it reads the prefix) and the engine allows it."""
+        return self._attention() == GQA_SDPA and self.share_prefixes
+
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -499,6 +613,8 @@ class TransformersBackend(Backend):
             for step in range(max_tokens):
                 out = self._forward_last(**inputs, attention_mask=mask, past_key_values=cache, use_cache=True)
                 cache = out.past_key_values
+                if step == 0:
+                    _check_prefix_reads(cache)
                 chosen = out.logits[:, -1].max(-1).indices  # the first maximum, as argmax (bf16 -> float32 is exact)
                 for row, token in zip(rows, chosen.tolist()):
                     if not ended[row]:
