@@ -16,8 +16,12 @@ Prints, each as a measured ratio with the outputs compared:
      contiguous input vs the strided slice `logits_to_keep` produces (a frozen weight is then copied per row)
   6. greedy generation: the backend's loop (finished rows leave the batch) vs transformers' generate, the
      demo's IFEval prompts (200 new tokens) with the tickets-lora adapter (the model's default dtype)
+  7. adapters merged into the base weights vs PEFT's unmerged forward: multiple choice with each demo
+     adapter (the model's default dtype), both against float32 unmerged
+  8. the greedy loop's shared prefix kept once for all rows vs a copy per row: 100 few-shot ticket prompts
+     (the model's default dtype), both against float32
 
-`--sections 5,6` runs only those.
+`--sections 7,8` runs only those.
 
 Run it on an idle machine: two processes on two cores slow each other down several times over.
 """
@@ -95,7 +99,8 @@ def main() -> None:
     parser.add_argument("--mc-questions", type=int, default=100)
     parser.add_argument("--fewshot", type=int, default=16, help="few-shot ticket prompts (one batch at 16)")
     parser.add_argument("--ifeval", type=int, default=100, help="IFEval prompts for section 6")
-    parser.add_argument("--sections", default="1,2,3,4,5,6", help="comma-separated sections to run")
+    parser.add_argument("--fewshot-batch", type=int, default=100, help="few-shot ticket prompts for section 8")
+    parser.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="comma-separated sections to run")
     args = parser.parse_args()
 
     import harness.backends.transformers as tb
@@ -191,6 +196,56 @@ def main() -> None:
         print(f"  {dtype}, {len(prompts)} IFEval prompts x 200 tokens, tickets-lora: generate {theirs_s:.1f} s, "
               f"own loop {ours_s:.1f} s -> {theirs_s / ours_s:.2f}x; identical text "
               f"{sum(a.text == b.text for a, b in zip(theirs, ours))}/{len(prompts)}")
+
+    if "7" in sections:
+        print("\n[7] adapters merged into the base weights vs PEFT's unmerged forward, multiple choice (default dtype)")
+        import dataclasses
+
+        engine = create_backend(EngineSpec(model=MODEL, backend="transformers"))
+        reference = backend("float32")
+        reference.merge_adapters = False
+        for name in ("tickets-lora", "tickets-lora-aggressive"):
+            path = REPO / "adapters" / name
+            adapter = Adapter(name, path, sha256_dir(path))
+            tuned = [dataclasses.replace(r, adapter=adapter) for r in mc]
+            exact = reference.loglikelihood(tuned)
+            engine.loglikelihood(tuned[:16])  # loads the adapter
+            engine.merge_adapters = False
+            unmerged_s, unmerged = timed(lambda: engine.loglikelihood(tuned))
+            engine.merge_adapters = True
+            merged_s, merged = timed(lambda: engine.loglikelihood(tuned))
+
+            def off(results):
+                return sum(abs(a.logprob - b.logprob) for a, b in zip(results, exact)) / len(exact)
+
+            def same(results):
+                return sum(a == b for a, b in zip(mc_answers(mc, results), mc_answers(mc, exact)))
+
+            print(f"  {name} ({engine.info()['dtype']}): unmerged {len(mc) / unmerged_s:.1f} req/s, merged "
+                  f"{len(mc) / merged_s:.1f} req/s -> {unmerged_s / merged_s:.2f}x; against float32 unmerged: mean "
+                  f"|dlogprob| {off(unmerged):.3f} vs {off(merged):.3f}, same answer on {same(unmerged)} vs "
+                  f"{same(merged)} of {args.mc_questions} questions")
+        engine.close()
+        reference.close()
+
+    if "8" in sections:
+        print("\n[8] greedy loop: the few-shot prefix once for all rows vs a copy per row (default dtype)")
+        prompts = fewshot_requests(args.fewshot_batch)
+        reference = backend("float32")
+        reference.share_prefixes = False
+        exact = reference.generate(prompts)
+        reference.close()
+        engine = create_backend(EngineSpec(model=MODEL, backend="transformers"))
+        engine.generate(prompts[:4])
+        engine.share_prefixes = False
+        per_row_s, per_row = timed(lambda: engine.generate(prompts))
+        engine.share_prefixes = True
+        once_s, once = timed(lambda: engine.generate(prompts))
+        dtype = engine.info()["dtype"]
+        engine.close()
+        print(f"  {dtype}, {len(prompts)} few-shot ticket prompts x 96 tokens: per row {per_row_s:.1f} s, once "
+              f"{once_s:.1f} s -> {per_row_s / once_s:.2f}x; same text as float32: {sum(a.text == b.text for a, b in zip(per_row, exact))} "
+              f"vs {sum(a.text == b.text for a, b in zip(once, exact))} of {len(prompts)}")
 
 
 if __name__ == "__main__":
