@@ -209,8 +209,8 @@ def main() -> None:
             adapter = Adapter(name, path, sha256_dir(path))
             tuned = [dataclasses.replace(r, adapter=adapter) for r in mc]
             exact = reference.loglikelihood(tuned)
-            engine.loglikelihood(tuned[:16])  # loads the adapter
             engine.merge_adapters = False
+            engine.loglikelihood(tuned[:16])  # loads the adapter
             unmerged_s, unmerged = timed(lambda: engine.loglikelihood(tuned))
             engine.merge_adapters = True
             merged_s, merged = timed(lambda: engine.loglikelihood(tuned))

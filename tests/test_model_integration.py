@@ -405,7 +405,8 @@ def test_merged_adapters_score_as_unmerged_and_the_base_comes_back_bit_for_bit(t
     assert backend.loglikelihood(requests) == base and backend._merged is None
     live = {id(p) for p in backend.model.parameters()}  # PEFT wraps the base's modules, keeps its parameters
     assert all(id(p) in live for p, _ in weights) and all(torch.equal(p, saved) for p, saved in weights)
-    backend.merge_adapters = False
+    backend.loglikelihood([dataclasses.replace(r, adapter=adapters[0]) for r in requests[:1]])  # merged again
+    backend.merge_adapters = False  # turned off: the merged adapter comes out before the next requests
     try:
         for adapter in adapters:
             unmerged[adapter.name] = backend.loglikelihood([dataclasses.replace(r, adapter=adapter) for r in requests])

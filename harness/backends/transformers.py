@@ -408,7 +408,7 @@ class TransformersBackend(Backend):
         from peft import PeftModel
 
         key = None if adapter is None else "a_" + adapter.sha256[:16]
-        if self._merged is not None and self._merged != key:
+        if self._merged is not None and (self._merged != key or not self.merge_adapters):
             self._unmerge()
         if adapter is None:
             if isinstance(self.model, PeftModel):
