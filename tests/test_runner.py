@@ -242,18 +242,21 @@ def test_native_bf16_detection_and_shared_prefix():
 
 
 def test_generation_batches_pack_rows_within_a_token_budget():
-    """Up to 4 x batch_size prompts per batch, while rows x (longest prompt + max_tokens) fits 2048 x batch_size."""
+    """Up to 8 x batch_size prompts per batch, while rows x (longest prompt + max_tokens) fits 2048 x batch_size;
+    tokens shared by all rows (kept once) do not count."""
     from types import SimpleNamespace
 
     from harness.backends.transformers import TransformersBackend
 
-    owner = SimpleNamespace(batch_size=2)  # at most 8 rows and 4096 tokens
-    short = {i: [0] * 10 for i in range(20)}
+    owner = SimpleNamespace(batch_size=2)  # at most 16 rows and 4096 tokens
+    short = {i: [0] * 10 for i in range(40)}
     batches = TransformersBackend._generation_batches(owner, list(short), short, max_tokens=90)
-    assert [len(b) for b in batches] == [8, 8, 4] and sum(batches, []) == list(short)
+    assert [len(b) for b in batches] == [16, 16, 8] and sum(batches, []) == list(short)
     long = {i: [0] * (1900 - 100 * i) for i in range(5)}  # longest first, as generate() orders them
     batches = TransformersBackend._generation_batches(owner, list(long), long, max_tokens=100)
     assert batches == [[0, 1], [2, 3], [4]]  # 2 x 2000 fits 4096; 3 rows would not
+    batches = TransformersBackend._generation_batches(owner, list(long), long, max_tokens=100, shared=1400)
+    assert batches == [[0, 1, 2, 3, 4]]  # 5 x (1900 - 1400 + 100) fits 4096
 
 
 def test_the_runner_hands_over_the_backends_chunk_size_per_kind(project, monkeypatch):
