@@ -212,7 +212,6 @@ def _can_drop_rows(cache: Any) -> bool:
 
 @functools.cache
 def _shared_prefix_layer() -> type:
-    import torch
     from transformers.cache_utils import DynamicLayer
 
     class SharedPrefixLayer(DynamicLayer):
