@@ -43,7 +43,7 @@ def run_one_case_suite(tmp_path, variants: list[str], *, max_tokens: int, pool: 
                       cache=GenerationCache(tmp_path / "c.sqlite"), pool=pool or BackendPool(), log=lambda s: None)
 
 
-def make_adapter(path, *, zero: bool, seed: int = 0, rank: int = 8):
+def make_adapter(path, *, zero: bool, seed: int = 0, rank: int = 8, targets: tuple[str, ...] = ("q_proj", "v_proj")):
     """A LoRA adapter on the default model: random B (changes outputs) or PEFT's zero init (no effect)."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -53,7 +53,7 @@ def make_adapter(path, *, zero: bool, seed: int = 0, rank: int = 8):
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(builtin_model_dir(), dtype=torch.float32)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"],
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets),
                         init_lora_weights=True if zero else False)
     peft_model = get_peft_model(model, config)
     if not zero:
@@ -267,7 +267,7 @@ def test_greedy_loop_keeps_a_shared_prefix_once_for_all_rows(backend, monkeypatc
     once = backend.generate(requests)
     assert made and all(cache is not None and {type(layer).__name__ for layer in cache.layers} == {"SharedPrefixLayer"}
                         for cache in made)
-    assert all(layer.reads > 0 for layer in made[0].layers)
+    assert all(layer.shared.reads > 0 for layer in made[0].layers)
     monkeypatch.setattr(backend, "share_prefixes", False)
     per_row = backend.generate(requests)
     assert len(made) == 1
@@ -399,7 +399,8 @@ def test_merged_adapters_score_as_unmerged_and_the_base_comes_back_bit_for_bit(t
     merged, unmerged = {}, {}
     assert backend.merge_adapters
     for adapter in adapters + adapters[:1]:
-        merged[adapter.name] = backend.loglikelihood([dataclasses.replace(r, adapter=adapter) for r in requests])
+        scores = backend.loglikelihood([dataclasses.replace(r, adapter=adapter) for r in requests])
+        assert merged.setdefault(adapter.name, scores) == scores  # A again after B: the same numbers
         key = "a_" + adapter.sha256[:16]
         assert backend._merged == key and all(m.merged for m in backend.model.modules() if hasattr(m, "merged"))
     assert backend.loglikelihood(requests) == base and backend._merged is None
@@ -418,20 +419,44 @@ def test_merged_adapters_score_as_unmerged_and_the_base_comes_back_bit_for_bit(t
         assert all(abs(m.logprob - b.logprob) > 1e-3 for m, b in zip(merged[name], base))  # the adapter acts
     assert [m.logprob for m in merged["a"]] != [m.logprob for m in merged["b"]]
 
-    # An adapter PEFT cannot merge runs unmerged, with a warning, and the base stays intact.
-    def refuse(*args, **kwargs):
-        raise NotImplementedError("no merge for this layer type")
+    # An adapter PEFT cannot merge (here it fails half-way) runs unmerged, with a warning, and always so:
+    # the layers that did merge come out, the base stays intact, other adapters still merge.
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     fresh = Adapter("c", make_adapter(tmp_path / "c", zero=False, seed=3), sha256_dir(tmp_path / "c"))
-    with pytest.warns(UserWarning, match="cannot be merged"):
-        original = backend.model.merge_adapter
-        backend.model.merge_adapter = refuse
-        try:
-            scored = backend.loglikelihood([dataclasses.replace(r, adapter=fresh) for r in requests])
-        finally:
-            backend.model.merge_adapter = original
-            backend.merge_adapters = True
-    assert backend._merged is None and all(abs(s.logprob - b.logprob) > 1e-3 for s, b in zip(scored, base))
+    fresh_key = "a_" + fresh.sha256[:16]
+
+    def refuse(adapter_names=None, *args, **kwargs):
+        layer = next(m for m in backend.model.modules() if isinstance(m, BaseTunerLayer) and fresh_key in m.lora_A)
+        layer.merge(adapter_names=adapter_names)
+        raise NotImplementedError("no merge for this layer type")
+
+    fresh_requests = [dataclasses.replace(r, adapter=fresh) for r in requests]
+    backend.loglikelihood(fresh_requests[:1])  # loads it (merging works), then the base comes back
+    backend.loglikelihood(requests)
+    backend._unmergeable.clear()
+    backend.model.merge_adapter = refuse
+    try:
+        with pytest.warns(UserWarning, match="is not merged"):
+            scored = backend.loglikelihood(fresh_requests)
+    finally:
+        del backend.model.merge_adapter
+    assert backend._merged is None and backend.merge_adapters
+    assert all(abs(s.logprob - b.logprob) > 1e-3 for s, b in zip(scored, base))
+    assert backend.loglikelihood(requests) == base
+    assert [s.logprob for s in backend.loglikelihood(fresh_requests)] == [s.logprob for s in scored]
+    assert backend._merged is None  # still unmerged
+    backend.loglikelihood([dataclasses.replace(r, adapter=adapters[0]) for r in requests[:1]])
+    assert backend._merged == "a_" + adapters[0].sha256[:16]
+    backend.loglikelihood(requests)
+
+    # An update to the output layer, whose weight the input embeddings share here, is never merged
+    # (merging would change the input embeddings too).
+    head = Adapter("head", make_adapter(tmp_path / "head", zero=False, seed=4, targets=("lm_head",)),
+                   sha256_dir(tmp_path / "head"))
+    with pytest.warns(UserWarning, match="the input and output layers share"):
+        on_head = backend.loglikelihood([dataclasses.replace(r, adapter=head) for r in requests])
+    assert backend._merged is None and all(abs(h.logprob - b.logprob) > 1e-3 for h, b in zip(on_head, base))
     assert backend.loglikelihood(requests) == base
 
 

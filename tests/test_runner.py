@@ -225,9 +225,10 @@ def test_a_shared_prefix_the_attention_did_not_read_is_an_error():
     from harness.backends.transformers import _check_prefix_reads
     from harness.errors import BackendError
 
-    _check_prefix_reads(SimpleNamespace(layers=[SimpleNamespace(reads=2), SimpleNamespace()]))  # read, or not shared
+    read, unread = SimpleNamespace(shared=SimpleNamespace(reads=2)), SimpleNamespace(shared=SimpleNamespace(reads=0))
+    _check_prefix_reads(SimpleNamespace(layers=[read, SimpleNamespace()]))  # read, or not a shared-prefix layer
     with pytest.raises(BackendError, match="did not read the shared prompt prefix"):
-        _check_prefix_reads(SimpleNamespace(layers=[SimpleNamespace(reads=1), SimpleNamespace(reads=0)]))
+        _check_prefix_reads(SimpleNamespace(layers=[read, unread]))
 
 
 def test_native_bf16_detection_and_shared_prefix():

@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import math
 import subprocess
 import sys
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import (
@@ -210,6 +212,14 @@ def _can_drop_rows(cache: Any) -> bool:
     return bool(layers) and all(callable(getattr(layer, "batch_select_indices", None)) for layer in layers)
 
 
+@dataclass
+class SharedPrefix:
+    """A prompt prefix's keys/values ([1, kv heads, P, dim]) that every row of a batch attends to."""
+
+    prefix: tuple[Any, Any]
+    reads: int = 0
+
+
 @functools.cache
 def _shared_prefix_layer() -> type:
     from transformers.cache_utils import DynamicLayer
@@ -217,26 +227,26 @@ def _shared_prefix_layer() -> type:
     class SharedPrefixLayer(DynamicLayer):
         """One attention layer's KV cache for a batch whose rows all begin with one prefix: the prefix's
         keys/values once ([1, kv heads, P, dim], never copied per row), each row's own tokens after it as a
-        DynamicLayer keeps them. The keys it returns carry the layer (`shared_prefix`), so that the
-        backend's attention function attends to the prefix too; `reads` counts that it did."""
+        DynamicLayer keeps them. The keys it returns carry `shared` (`shared_prefix`: the prefix, and `reads`,
+        which the backend's attention function counts up when it attends to the prefix too); not the layer
+        itself, which holds the keys: that cycle would keep a finished batch's cache alive until a gc pass."""
 
         is_croppable = False
 
         def __init__(self, keys: Any, values: Any) -> None:
             super().__init__()
-            self.prefix = (keys, values)
-            self.reads = 0
+            self.shared = SharedPrefix(prefix=(keys, values))
 
         def own_length(self) -> int:
             return 0 if not self.is_initialized or self.keys.numel() == 0 else self.keys.shape[-2]
 
         def update(self, key_states, value_states, *args, **kwargs):
             keys, values = super().update(key_states, value_states, *args, **kwargs)
-            keys.shared_prefix = self
+            keys.shared_prefix = self.shared
             return keys, values
 
         def get_seq_length(self) -> int:
-            return self.prefix[0].shape[-2] + self.own_length()
+            return self.shared.prefix[0].shape[-2] + self.own_length()
 
         def batch_select_indices(self, indices: Any) -> None:
             if self.own_length():
@@ -255,23 +265,30 @@ def _shared_prefix_layer() -> type:
     return SharedPrefixLayer
 
 
-def _shared_prefix_cache(prefix_cache: Any) -> Any | None:
-    """A cache for a batch of rows that begin with `prefix_cache`'s tokens, holding them once (None when a
-    layer is not a plain attention layer: sliding windows and states keep the per-row copy)."""
+def _can_share(prefix_cache: Any) -> bool:
+    """Whether every layer of `prefix_cache` is a plain attention layer (sliding windows and states keep a
+    copy per row)."""
     from transformers.cache_utils import DynamicLayer
 
     layers = getattr(prefix_cache, "layers", None)
-    if not layers or any(type(layer) is not DynamicLayer or not layer.is_initialized for layer in layers):
+    return bool(layers) and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers)
+
+
+def _shared_prefix_cache(prefix_cache: Any) -> Any | None:
+    """A cache for a batch of rows that begin with `prefix_cache`'s tokens, holding them once (None where
+    the layers do not allow it)."""
+    if not _can_share(prefix_cache):
         return None
     cache = copy.copy(prefix_cache)
-    cache.layers = [_shared_prefix_layer()(layer.keys, layer.values) for layer in layers]
+    cache.layers = [_shared_prefix_layer()(layer.keys, layer.values) for layer in prefix_cache.layers]
     return cache
 
 
 def _check_prefix_reads(cache: Any) -> None:
     """After a forward pass on a shared-prefix cache: every layer's attention must have read its prefix
     (a model whose attention gets the keys some other way would silently ignore it)."""
-    unread = [i for i, layer in enumerate(getattr(cache, "layers", [])) if getattr(layer, "reads", None) == 0]
+    unread = [i for i, layer in enumerate(getattr(cache, "layers", []))
+              if getattr(getattr(layer, "shared", None), "reads", None) == 0]
     if unread:
         raise BackendError(
             f"the model's attention did not read the shared prompt prefix (layers {unread[:5]}); "
@@ -388,6 +405,7 @@ class TransformersBackend(Backend):
         self._loaded_adapters: dict[str, str] = {}
         self._merged: str | None = None  # the adapter whose update is in the base weights now
         self._merge_saved: list[tuple[Any, Any]] = []  # (parameter, its base value) while an adapter is merged
+        self._unmergeable: set[str] = set()  # adapters that always run unmerged
 
     def chunk_size(self, kind: str) -> int:
         # Generation: large enough for full generation batches (up to 8 x batch_size rows). Scoring: the
@@ -427,26 +445,45 @@ class TransformersBackend(Backend):
                     f"adapter {adapter.path} does not fit base model '{self.spec.model}': {str(exc)[:300]}"
                 ) from None
             self._loaded_adapters[key] = str(adapter.path)
+            self._head_of = None  # PEFT may have wrapped the output layer: look it up again
         self.model.set_adapter(key)
-        if self.merge_adapters:
+        if self.merge_adapters and key not in self._unmergeable:
             self._merge(key)
         return contextlib.nullcontext()
 
     def _merge(self, key: str) -> None:
+        """Merge adapter `key` into the base weights, saving the weights it changes first. An adapter that
+        cannot be merged (a layer type PEFT cannot merge, an update to weights the input and output layers
+        share, a quantized checkpoint) runs unmerged, always: its results never depend on what ran before."""
         from peft.tuners.tuners_utils import BaseTunerLayer
 
-        layers = [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
-        self._merge_saved = [(p, p.detach().clone()) for m in layers for p in m.get_base_layer().parameters(recurse=False)]
-        try:
-            self.model.merge_adapter([key])
-        except (NotImplementedError, ValueError, RuntimeError, TypeError) as exc:  # a layer type PEFT cannot merge
+        layers = [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)
+                  and any(key in getattr(m, name, {}) for name in m.adapter_layer_names)]
+        params = [p for m in layers for p in m.get_base_layer().parameters(recurse=False)]
+        reason = self._cannot_merge(params)
+        if reason is None:
+            self._merge_saved = [(p, p.detach().to("cpu", copy=True)) for p in params]
             self._merged = key
-            self._unmerge()
-            self.merge_adapters = False
-            warnings.warn(f"adapter {self._loaded_adapters[key]} cannot be merged ({exc}); it runs unmerged.", stacklevel=2)
-            self.model.set_adapter(key)
-            return
-        self._merged = key
+            try:
+                self.model.merge_adapter([key])
+                return
+            except Exception as exc:
+                self._unmerge()  # takes out whatever layers did merge
+                if not isinstance(exc, (NotImplementedError, ValueError, RuntimeError, TypeError)):
+                    raise
+                reason = str(exc)
+        self._unmergeable.add(key)
+        self.model.set_adapter(key)
+        warnings.warn(f"adapter {self._loaded_adapters[key]} is not merged ({reason}); it runs unmerged.", stacklevel=3)
+
+    def _cannot_merge(self, params: list[Any]) -> str | None:
+        if getattr(self.model, "is_quantized", False) or getattr(self.model.get_base_model(), "is_quantized", False):
+            return "the checkpoint is quantized"
+        inputs, outputs = self.model.get_input_embeddings(), self.model.get_output_embeddings()
+        if inputs is not None and outputs is not None and inputs.weight.data_ptr() == outputs.weight.data_ptr() \
+                and any(p.data_ptr() == inputs.weight.data_ptr() for p in params):
+            return "it changes the embeddings the input and output layers share"
+        return None
 
     def _unmerge(self) -> None:
         from peft.tuners.tuners_utils import BaseTunerLayer
@@ -484,7 +521,8 @@ class TransformersBackend(Backend):
             with self._adapter_context(adapter):
                 prefix_cache = self._prefix_cache(prefix) if len(prefix) >= PREFIX_MIN_TOKENS else None
                 once = prefix_cache is not None and temperature == 0 and not stop and self.greedy_loop \
-                    and self._shares_prefixes()  # the prefix is kept once, not per row: it does not count
+                    and self._shares_prefixes() and _can_share(prefix_cache)
+                # (kept once, not per row, the prefix does not count against the batch budget)
                 for batch in self._generation_batches(order, ids, max_tokens, len(prefix) if once else 0):
                     generations = self._generate_batch(
                         [ids[i] for i in batch], prefix_cache, max_tokens, temperature, top_p, seed, stop
@@ -701,7 +739,7 @@ class TransformersBackend(Backend):
             at = 0
             for i in batch:
                 n = len(pairs[i][1])
-                results[i] = Loglikelihood(sum(token_logprobs[at : at + n]), all(hits[at : at + n]))
+                results[i] = Loglikelihood(math.fsum(token_logprobs[at : at + n]), all(hits[at : at + n]))
                 at += n
 
     def _score_context_groups(self, groups: list[tuple[list[int], list[int]]], pairs: dict, results: list) -> None:
@@ -714,12 +752,18 @@ class TransformersBackend(Backend):
         groups = sorted(groups, key=lambda g: len(g[0]), reverse=True)
         prefix = _shared_prefix([c for c, _ in groups])
         prefix_cache = self._prefix_cache(prefix) if len(prefix) >= SCORE_PREFIX_MIN_TOKENS else None
-        # 4 x batch_size contexts per batch, their continuations 8 x batch_size rows at a time: on 2 CPU
-        # cores 1.25x the requests/s of batch_size and 2 x batch_size (TruthfulQA, bf16).
-        contexts = 4 * self.batch_size
-        for start in range(0, len(groups), contexts):
+        # Up to 4 x batch_size contexts per batch and 8 x batch_size continuation rows, within 2048 x
+        # batch_size tokens (of KV cache, which each continuation row copies): on 2 CPU cores 1.25x the
+        # requests/s of batch_size and 2 x batch_size (TruthfulQA, bf16).
+        start = 0
+        while start < len(groups):  # longest context first: the first of a batch sets its width
+            count = self._rows_within_budget(len(groups[start][0]), 4 * self.batch_size)
             with _compute(torch):
-                self._score_chunk(groups[start : start + contexts], pairs, results, pad, prefix_cache)
+                self._score_chunk(groups[start : start + count], pairs, results, pad, prefix_cache)
+            start += count
+
+    def _rows_within_budget(self, tokens_per_row: int, most: int) -> int:
+        return max(1, min(most, 2048 * self.batch_size // max(1, tokens_per_row)))
 
     def _score_chunk(self, chunk: list[tuple[list[int], list[int]]], pairs: dict, results: list, pad: int,
                      prefix_cache: Any = None) -> None:
@@ -747,10 +791,12 @@ class TransformersBackend(Backend):
                 else:
                     rows.append((g, i))
         rows.sort(key=lambda row: len(pairs[row[1]][1]), reverse=True)
-        step = 8 * self.batch_size
-        for start in range(0, len(rows), step):
+        start = 0
+        while start < len(rows):  # longest continuation first: the first of a batch sets its width
+            step = self._rows_within_budget(mask.shape[1] + len(pairs[rows[start][1]][1]), 8 * self.batch_size)
             batch = rows[start : start + step]
-            last = start + step >= len(rows)
+            start += step
+            last = start >= len(rows)
             cache = out.past_key_values if last else copy.deepcopy(out.past_key_values)
             owners = torch.tensor([g for g, _ in batch], device=self.device)
             cache.reorder_cache(owners)  # one cache row per continuation (index_select on the batch dimension)
