@@ -520,9 +520,9 @@ class TransformersBackend(Backend):
             prefix = _shared_prefix([ids[i] for i in indices])
             with self._adapter_context(adapter):
                 prefix_cache = self._prefix_cache(prefix) if len(prefix) >= PREFIX_MIN_TOKENS else None
-                once = prefix_cache is not None and temperature == 0 and not stop and self.greedy_loop \
-                    and self._shares_prefixes() and _can_share(prefix_cache)
-                # (kept once, not per row, the prefix does not count against the batch budget)
+                # Kept once, not per row, the prefix does not count against the batch budget.
+                once = prefix_cache is not None and self._greedy(temperature, stop) and self._shares_prefixes() \
+                    and _can_share(prefix_cache)
                 for batch in self._generation_batches(order, ids, max_tokens, len(prefix) if once else 0):
                     generations = self._generate_batch(
                         [ids[i] for i in batch], prefix_cache, max_tokens, temperature, top_p, seed, stop
@@ -590,7 +590,7 @@ class TransformersBackend(Backend):
         torch = self.torch
         pad = self.tokenizer.pad_token_id
         cached = prefix_cache.get_seq_length() if prefix_cache is not None else 0
-        greedy = self.greedy_loop and temperature == 0 and not stop
+        greedy = self._greedy(temperature, stop)
         ids, mask, cache = self._prefixed_batch(rows, prefix_cache, shared=greedy and self._shares_prefixes())
         encoded = {"input_ids": ids, "attention_mask": mask}
         if greedy:
@@ -620,6 +620,10 @@ class TransformersBackend(Backend):
             reason = "stop" if (ended or stopped) else "length"
             results.append(Generation(text=text, finish_reason=reason, output_tokens=length))
         return results
+
+    def _greedy(self, temperature: float, stop: Sequence[str]) -> bool:
+        """Whether requests with these settings decode in the backend's own greedy loop."""
+        return self.greedy_loop and temperature == 0 and not stop
 
     def _shares_prefixes(self) -> bool:
         """Whether the greedy loop keeps a shared prefix once for all rows: the backend's own attention
@@ -777,9 +781,8 @@ class TransformersBackend(Backend):
         out = self._forward_last(input_ids=ids[:, cached:], attention_mask=mask, position_ids=positions[:, cached:],
                                  past_key_values=cache, use_cache=True)
         first = out.logits[:, -1].float()
-        top, first_greedy = first.max(-1, keepdim=True)
-        first_logprobs = first - ((first - top).exp().sum(-1, keepdim=True).log() + top)  # each continuation's first token
-        first_greedy = first_greedy[:, 0].tolist()
+        first_logprobs = torch.log_softmax(first, dim=-1)  # each continuation's first token
+        first_greedy = first.max(-1).indices.tolist()  # the first maximum, as argmax
         rows = []  # (owner context, request) for continuations longer than one token
         for g, (_, indices) in enumerate(chunk):
             for i in indices:
