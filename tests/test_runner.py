@@ -219,6 +219,22 @@ def test_engine_fingerprint_carries_the_dtype_a_model_will_load_in(monkeypatch):
     assert fingerprint(merge_adapters=True) == fingerprint() != fingerprint(merge_adapters=False)  # rounding
 
 
+def test_merge_adapters_setting_and_scoring_batch_budget():
+    from types import SimpleNamespace
+
+    from harness.backends.transformers import TransformersBackend, merges_adapters
+    from harness.errors import BackendError
+
+    assert merges_adapters({}, None) and not merges_adapters({"merge_adapters": False}, None)
+    assert not merges_adapters({}, "nf4")  # never on a quantized base
+    with pytest.raises(BackendError, match="merge_adapters must be true or false"):
+        merges_adapters({"merge_adapters": "yes"}, None)
+    owner = SimpleNamespace(batch_size=16)  # 2048 x 16 = 32,768 tokens per batch
+    assert TransformersBackend._rows_within_budget(owner, 100, 64) == 64  # short rows: the row cap
+    assert TransformersBackend._rows_within_budget(owner, 2048, 64) == 16  # long rows: the token budget
+    assert TransformersBackend._rows_within_budget(owner, 10**6, 64) == 1  # never fewer than one
+
+
 def test_a_shared_prefix_the_attention_did_not_read_is_an_error():
     from types import SimpleNamespace
 
