@@ -20,6 +20,8 @@ Prints, each as a measured ratio with the outputs compared:
      adapter (the model's default dtype), both against float32 unmerged
   8. the greedy loop's shared prefix kept once for all rows vs a copy per row: 100 few-shot ticket prompts
      (the model's default dtype), both against float32
+  9. scoring: logits reduced to log-probs and greedy flags 8 rows at a time vs all at once in float32
+     (the model's own logits at 320 positions of the demo's few-shot prompts, default dtype)
 
 `--sections 7,8` runs only those.
 
@@ -116,7 +118,7 @@ def main() -> None:
     parser.add_argument("--fewshot", type=int, default=16, help="few-shot ticket prompts (one batch at 16)")
     parser.add_argument("--ifeval", type=int, default=100, help="IFEval prompts for section 6")
     parser.add_argument("--fewshot-batch", type=int, default=100, help="few-shot ticket prompts for section 8")
-    parser.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="comma-separated sections to run")
+    parser.add_argument("--sections", default="1,2,3,4,5,6,7,8,9", help="comma-separated sections to run")
     args = parser.parse_args()
 
     import harness.backends.transformers as tb
@@ -248,6 +250,35 @@ def main() -> None:
         print(f"  {dtype}, {len(prompts)} few-shot ticket prompts x 96 tokens: per row {per_row_s:.1f} s, once "
               f"{once_s:.1f} s -> {per_row_s / once_s:.2f}x; same text as float32: {sum(a.text == b.text for a, b in zip(per_row, exact))} "
               f"vs {sum(a.text == b.text for a, b in zip(once, exact))} of {len(prompts)}")
+
+    if "9" in sections:
+        print("\n[9] scoring: logits reduced 8 rows at a time vs all at once in float32 (default dtype)")
+        import torch
+
+        engine = create_backend(EngineSpec(model=MODEL, backend="transformers"))
+        rows = [engine.tokenizer(engine.render(r.chat_messages), add_special_tokens=False)["input_ids"][:161]
+                for r in fewshot_requests(2)]
+        ids = torch.tensor([r[:-1] for r in rows])
+        with torch.inference_mode():
+            logits = engine._logits_at(torch.ones_like(ids, dtype=torch.bool), input_ids=ids)
+            targets = torch.tensor([t for r in rows for t in r[1:]])
+
+            def whole():
+                full = logits.float()
+                logprobs = full.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(full, dim=-1)
+                return logprobs.tolist(), (full.argmax(-1) == targets).tolist()
+
+            def repeat(fn, n=20):
+                return timed(lambda: [fn() for _ in range(n)])[0] / n, fn()
+
+            whole_s, (whole_lp, whole_hits) = repeat(whole)
+            block_s, (block_lp, block_hits) = repeat(lambda: engine._target_logprobs(logits, targets))
+        dtype = engine.info()["dtype"]
+        engine.close()
+        print(f"  {dtype}, {len(targets)} positions: all at once {whole_s * 1e3:.1f} ms, 8 rows at a time "
+              f"{block_s * 1e3:.1f} ms -> {whole_s / block_s:.2f}x; max |dlogprob| "
+              f"{max(abs(a - b) for a, b in zip(whole_lp, block_lp)):.1e}, same greedy flags "
+              f"{sum(a == b for a, b in zip(whole_hits, block_hits))}/{len(targets)}")
 
 
 if __name__ == "__main__":
