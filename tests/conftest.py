@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data" / "external"
+EXTERNAL_DATA = REPO / "suites" / "data" / "external"  # public benchmark slices, with their licences (SOURCES.md)
 
 
 def write(path: Path, text: str) -> Path:

@@ -24,7 +24,7 @@ from harness.config import load_models  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
 from harness.runner import BackendPool, RunOptions, run_suites  # noqa: E402
 from harness.suite import load_suite  # noqa: E402
-from tests.conftest import REPO, SHARED_DATA, write, write_jsonl  # noqa: E402
+from tests.conftest import REPO, EXTERNAL_DATA, write, write_jsonl  # noqa: E402
 
 TASKS = REPO / "suites" / "lm_eval"
 OBQA = TASKS / "data" / "openbookqa_test.jsonl"
@@ -401,7 +401,7 @@ def test_harness_lm_is_an_lm_eval_model_over_a_backend_and_the_cache(tmp_path):
 
 
 def test_truthfulqa_mc_file_is_the_committed_conversion_of_the_csv(tmp_path):
-    csv = SHARED_DATA / "truthfulqa.csv"
+    csv = EXTERNAL_DATA / "truthfulqa.csv"
     if not csv.is_file():
         csv = REPO / "suites" / "data" / "external" / "truthfulqa.csv"
     out = tmp_path / "mc.jsonl"
@@ -417,11 +417,8 @@ def test_truthfulqa_mc_file_is_the_committed_conversion_of_the_csv(tmp_path):
         assert row["mc1_targets"]["choices"][0] in row["mc2_targets"]["choices"]
 
 
-def test_openbookqa_copy_is_the_shared_file():
-    shared = SHARED_DATA / "openbookqa_test.jsonl"
-    if not shared.is_file():
-        pytest.skip("shared data not present")
-    assert OBQA.read_bytes() == shared.read_bytes()
+def test_openbookqa_copy_is_the_external_data_file():
+    assert OBQA.read_bytes() == (EXTERNAL_DATA / "openbookqa_test.jsonl").read_bytes()
 
 
 # --------------------------------------------------------------------------- parity with lm-eval's hf model (real model)

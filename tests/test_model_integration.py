@@ -80,10 +80,10 @@ def test_shared_context_scoring_matches_full_sequences(backend):
     """Choices of one question share a context: scored on its KV cache, they match one-by-one scoring."""
     import json
 
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import EXTERNAL_DATA
 
     requests = []
-    for line in (SHARED_DATA / "openbookqa_test.jsonl").read_text().splitlines()[:6]:
+    for line in (EXTERNAL_DATA / "openbookqa_test.jsonl").read_text().splitlines()[:6]:
         row = json.loads(line)
         context = ((("content", row["question"]["stem"]), ("role", "user")),)
         requests += [LoglikelihoodRequest(context=context, continuation=c["text"]) for c in row["question"]["choices"]]

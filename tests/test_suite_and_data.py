@@ -6,7 +6,7 @@ from harness.data import FieldMap, holdout_split, load_cases, select_fewshot
 from harness.errors import ConfigError, DataError, GateError
 from harness.prompts import build_messages
 from harness.suite import load_suite
-from tests.conftest import SHARED_DATA, chat_rows, write, write_jsonl
+from tests.conftest import EXTERNAL_DATA, chat_rows, write, write_jsonl
 
 
 def suite_file(tmp_path, body: str, rows=None):
@@ -48,7 +48,7 @@ def test_bad_chat_lines_name_file_and_line(tmp_path, line, needle):
 def test_field_mapped_multiple_choice_from_real_openbookqa():
     fields = FieldMap(id="id", input="question.stem", choices="question.choices.text",
                       choice_labels="question.choices.label", answer="answerKey")
-    cases = load_cases(SHARED_DATA / "openbookqa_test.jsonl", fields)
+    cases = load_cases(EXTERNAL_DATA / "openbookqa_test.jsonl", fields)
     assert len(cases) == 500
     first = cases[0]
     assert first.id == "8-343" and len(first.choices) == 4

@@ -29,7 +29,7 @@ from harness.errors import AdapterError, BackendError
 from harness.prompts import build_messages
 from harness.runner import BackendPool, RunOptions, run_suites
 from harness.suite import load_suite
-from tests.conftest import SHARED_DATA, write
+from tests.conftest import EXTERNAL_DATA, write
 from tests.test_model_integration import make_adapter
 
 MODEL = "smollm2-135m-instruct"
@@ -259,7 +259,7 @@ def reference():
 def parity_prompts() -> list[list[dict[str, str]]]:
     """52 chats: 32 OpenBookQA questions asked openly (not the 50 scored as multiple choice below),
     12 short instructions and 8 few-shot (multi-turn) prompts."""
-    lines = (SHARED_DATA / "openbookqa_test.jsonl").read_text().splitlines()[100:132]
+    lines = (EXTERNAL_DATA / "openbookqa_test.jsonl").read_text().splitlines()[100:132]
     prompts = [user("Answer in one sentence: " + json.loads(x)["question"]["stem"]) for x in lines]
     prompts += [user(t) for t in (
         "What is the capital of France?", "Name three primary colours.", "Say hello in Spanish.",
@@ -283,7 +283,7 @@ def test_parity_with_the_transformers_backend(engine, reference, capsys):
     theirs = reference.generate(requests)
     text_rate = sum(a.text == b.text for a, b in zip(ours, theirs, strict=True)) / len(prompts)
 
-    obqa = load_cases(SHARED_DATA / "openbookqa_test.jsonl", FieldMap(
+    obqa = load_cases(EXTERNAL_DATA / "openbookqa_test.jsonl", FieldMap(
         id="id", input="question.stem", choices="question.choices.text", choice_labels="question.choices.label",
         answer="answerKey"))
     cases, examples = obqa[:50], obqa[-1:]

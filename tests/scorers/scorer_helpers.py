@@ -7,7 +7,7 @@ from pathlib import Path
 from harness.data import Case
 from harness.scorers import REGISTRY, Output, ScorerContext
 
-EXTERNAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "external"
+EXTERNAL = Path(__file__).resolve().parents[2] / "suites" / "data" / "external"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

@@ -192,8 +192,6 @@ def test_truthfulqa_custom_fields_and_bad_options():
 
 
 def test_truthfulqa_suite_builds_cases_from_the_real_csv():
-    if not (EXTERNAL / "truthfulqa.csv").exists():
-        pytest.skip("TruthfulQA data not found")
     suite = load_suite(FIXTURES / "truthfulqa.yaml")
     assert [s.name for s in suite.scorers] == ["truthfulqa_mc"] and suite.needs == {NEEDS_CHOICES}
     assert suite.axis_direction("hallucination") == "lower"
@@ -271,8 +269,6 @@ def test_abstention_long_output_is_fast():
 
 def test_truthfulqa_through_the_runner_with_fake_loglikelihoods(tmp_path):
     """choice_logprobs reach the scorer in choice order; the hallucination axis is MC1's complement."""
-    if not (EXTERNAL / "truthfulqa.csv").exists():
-        pytest.skip("TruthfulQA data not found")
     from harness.cache import GenerationCache
     from harness.config import load_models
     from harness.runner import RunOptions, run_suites
@@ -282,7 +278,7 @@ def test_truthfulqa_through_the_runner_with_fake_loglikelihoods(tmp_path):
         '[variants.truthful]\nfake = {prefer = ["The watermelon seeds pass through your digestive system"]}\n'
         '[variants.liar]\nfake = {prefer = ["You grow watermelons in your stomach"]}\n')
     suite_text = (FIXTURES / "truthfulqa.yaml").read_text().replace(
-        "../../../../shared/data/external/truthfulqa.csv", (EXTERNAL / "truthfulqa.csv").as_posix()
+        "../../../suites/data/external/truthfulqa.csv", (EXTERNAL / "truthfulqa.csv").as_posix()
     ).replace("variants: [base]", "variants: [truthful, liar]")
     (tmp_path / "tqa.yaml").write_text(suite_text)
     models = load_models(tmp_path / "models.toml")

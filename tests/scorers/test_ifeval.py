@@ -2,7 +2,7 @@
 
 The agreement tests replay IFEval's shipped GPT-4 responses through our checker
 and compare with the verdicts of IFEval's reference checker
-(``../shared/data/external/ifeval_gpt4_verdicts_{strict,loose}.jsonl``).
+(``suites/data/external/ifeval_gpt4_verdicts_{strict,loose}.jsonl``).
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from harness.scorers.ifeval import (
     check_instruction,
 )
 
-EXTERNAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "external"
+EXTERNAL = Path(__file__).resolve().parents[2] / "suites" / "data" / "external"
 MIN_AGREEMENT = 0.99
 
 
 def _read_jsonl(name: str) -> list[dict]:
     path = EXTERNAL / name
-    if not path.exists():
-        pytest.skip(f"IFEval reference data not found at {path}")
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 

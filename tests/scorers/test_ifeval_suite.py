@@ -16,7 +16,7 @@ from harness.runner import RunOptions, run_suites
 from harness.scorers.ifeval import SUPPORTED
 from harness.suite import load_suite
 
-EXTERNAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "external"
+EXTERNAL = Path(__file__).resolve().parents[2] / "suites" / "data" / "external"
 MIN_AGREEMENT = 0.99
 NEEDED = ["ifeval_input_data.jsonl", "ifeval_gpt4_responses.jsonl", "ifeval_gpt4_verdicts_strict.jsonl",
           "ifeval_gpt4_verdicts_loose.jsonl"]
@@ -25,8 +25,7 @@ NEEDED = ["ifeval_input_data.jsonl", "ifeval_gpt4_responses.jsonl", "ifeval_gpt4
 @pytest.fixture(scope="module")
 def ifeval_run(tmp_path_factory):
     missing = [name for name in NEEDED if not (EXTERNAL / name).exists()]
-    if missing:
-        pytest.skip(f"IFEval data not found: {missing}")
+    assert not missing, f"IFEval data missing from the repository: {missing}"
     tmp = tmp_path_factory.mktemp("ifeval")
     models_toml = tmp / "models.toml"
     outputs = (EXTERNAL / "ifeval_gpt4_responses.jsonl").as_posix()
