@@ -253,6 +253,12 @@ def test_native_bf16_detection_and_shared_prefix():
     assert _native_bf16_flags({"avx2", "avx512f", "avx512_bf16"})
     assert _native_bf16_flags({"amx_bf16"}) and _native_bf16_flags({"fp", "asimd", "bf16"})  # x86 AMX, Arm
     assert not _native_bf16_flags({"avx2", "avx512f", "avx512bw"})  # bf16 would be emulated there
+    from harness.backends.transformers import _isa_cap_allows_bf16
+
+    # ONEDNN_MAX_CPU_ISA=AVX2 emulates an AVX2-only machine: bf16 is emulated there, so float32 is the default.
+    assert _isa_cap_allows_bf16("") and _isa_cap_allows_bf16("ALL") and _isa_cap_allows_bf16("avx512_core_bf16")
+    assert _isa_cap_allows_bf16("AVX512_CORE_AMX") and _isa_cap_allows_bf16("AVX10_1_512_AMX_FP16")
+    assert not _isa_cap_allows_bf16("AVX2") and not _isa_cap_allows_bf16("AVX512_CORE_VNNI")
     assert _shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == [1, 2]
     assert _shared_prefix([[1, 2, 3], [1, 2, 3, 4]]) == [1, 2]  # every row keeps a token of its own
     assert _shared_prefix([[1, 2, 3]]) == [] and _shared_prefix([[7], [8]]) == []

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import functools
 import math
+import os
 import subprocess
 import sys
 import time
@@ -43,11 +44,23 @@ def cpu_has_native_bf16() -> bool:
     Where it does, a bfloat16 model runs ~3x faster than float32 on prompts and ~1.8x on generation
     (benchmarks/bench_transformers.py); where it does not, bfloat16 is emulated and slower than float32.
     """
-    return _native_bf16_flags(_cpu_flags())
+    return _native_bf16_flags(_cpu_flags()) and _isa_cap_allows_bf16(os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
 
 
 def _native_bf16_flags(flags: set[str]) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def _isa_cap_allows_bf16(cap: str) -> bool:
+    """Whether oneDNN's instruction-set cap (ONEDNN_MAX_CPU_ISA) leaves bfloat16 instructions in use.
+
+    Capped below AVX512_CORE_BF16 (e.g. `AVX2`, used to emulate an AVX2-only machine), torch's CPU kernels
+    emulate bfloat16, so the default dtype is float32 as it is on such a machine.
+    """
+    cap = cap.strip().upper()
+    if not cap or cap in {"ALL", "DEFAULT"}:
+        return True
+    return any(part in cap for part in ("BF16", "AMX", "FP16", "AVX10"))
 
 
 @functools.cache
