@@ -19,6 +19,7 @@ BUILTIN_AXES = {"format": "higher", "accuracy": "higher", "hallucination": "lowe
 SUITE_KEYS = {
     "suite", "description", "data", "variants", "baseline", "generation", "scorers", "gates",
     "alpha", "gate_mode", "inconclusive", "holm", "axes", "marks",
+    "json_strict",  # default `strict` of the json, json_schema and json_fields* scorers
     "lm_eval",  # lm-eval tasks instead of data: (harness/lmeval.py)
 }
 DATA_KEYS = {"path", "fields", "holdout", "seed", "train", "limit"}
@@ -246,7 +247,8 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
         from harness.lmeval import SCORER_INFO, score_fn
 
         scorers.append(ScorerSpec(axis=lm_eval.axis, name="lm_eval", options=None, info=SCORER_INFO, fn=score_fn))
-    ctx = ScorerContext(base_dir=base_dir)
+    json_strict = typed(("json_strict",), data.get("json_strict", False), bool, "must be true or false")
+    ctx = ScorerContext(base_dir=base_dir, json_strict=json_strict)
     for axis, raw in raw_scorers.items():
         for scorer_name, options, key in _scorer_entries(str(axis), raw, where):
             info = REGISTRY.get(scorer_name)
