@@ -168,7 +168,7 @@ def _read_rows(path: Path) -> list[tuple[int, Any]]:
     return rows
 
 
-def _chat_case(path: Path, number: int, row: Any, seen: dict[str, int], id_lines: dict[str, int]) -> Case:
+def _chat_case(path: Path, number: int, row: Any, seen: dict[str, int], id_lines: dict[str, int] | None = None) -> Case:
     if not isinstance(row, dict) or "messages" not in row:
         raise DataError(
             "line has no 'messages' list.",
@@ -226,7 +226,7 @@ def _answer_index(value: Any, choices: tuple[str, ...], labels: list[Any] | None
 
 
 def _mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict[str, int], render,
-                 id_lines: dict[str, int]) -> Case:
+                 id_lines: dict[str, int] | None = None) -> Case:
     where = {"file": path, "line": number}
     if not isinstance(row, dict):
         raise DataError("row is not an object.", **where)
