@@ -117,16 +117,24 @@ def toml_key_line(text: str, table: str | None, key: str | None) -> int | None:
     """Best-effort line of `key` inside `[table]` (or of the table header when key is None)."""
     current: str | None = None
     header = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
+
+    def norm(name: str | None) -> str | None:
+        return None if name is None else name.replace('"', "").replace("'", "").replace(" ", "")
+
+    table = norm(table)
+    first_below = None  # `[table.sub]` when `[table]` itself has no header line
     for number, raw in enumerate(text.splitlines(), start=1):
         match = header.match(raw)
         if match:
-            current = match.group(1).replace('"', "").replace("'", "").replace(" ", "")
+            current = norm(match.group(1))
             if key is None and current == table:
                 return number
+            if key is None and table and first_below is None and current.startswith(table + "."):
+                first_below = number
             continue
         if key is not None and current == table and re.match(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", raw):
             return number
-    return None
+    return first_below
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:

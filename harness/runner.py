@@ -185,7 +185,9 @@ def load_recorded_outputs(path: Path) -> RecordedOutputs:
         except RecursionError:
             raise DataError("line is nested too deeply to read.", file=path, line=number) from None
         if not isinstance(row, dict):
-            raise DataError(f"line is a JSON {type(row).__name__}, not an object.", file=path, line=number,
+            kind = {"list": "array", "str": "string", "int": "number", "float": "number", "bool": "boolean",
+                    "NoneType": "null"}.get(type(row).__name__, type(row).__name__)
+            raise DataError(f"line is a JSON {kind}, not an object.", file=path, line=number,
                             hint='Each line must be one JSON object: {"case_id": "...", "output": "..."}.')
         output = row.get("output", row.get("response"))
         if not isinstance(output, str):
@@ -623,9 +625,11 @@ def preflight(suites: list[Suite], models: ModelsConfig, options: RunOptions) ->
         for name in [v for v in suite.variants if options.variants is None or v in options.variants]:
             variant = models.get(name, where=str(suite.path))
             if variant.fewshot and len(pool) < variant.fewshot:
+                where = suite.where("data", "holdout")
+                where["line"] = where["line"] or suite.lines.get(("data",))
                 raise DataError(
                     f"variant '{variant.name}' wants {variant.fewshot} few-shot examples but the suite's train "
-                    f"split has {len(pool)}.", **suite.where("data", "holdout"),
+                    f"split has {len(pool)}.", **where,
                     hint="Give the suite a holdout (data.holdout: 0.2) or a data.train file, or lower fewshot.")
             if variant.is_recorded:
                 if NEEDS_CHOICES in suite.needs:
