@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from bad_input_helpers import make_project
 
 

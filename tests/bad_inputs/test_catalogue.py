@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 
-M, S, D, O = "models.toml", "suites/s.yaml", "suites/data/cases.jsonl", "outputs.jsonl"
+M, S, D, OUT = "models.toml", "suites/s.yaml", "suites/data/cases.jsonl", "outputs.jsonl"
 
 
 def _suite(text: str):
@@ -110,7 +110,7 @@ CASES = [
     Bad("toml-allow-extra-type", "config", _models_add('\n[variants.x]\noutputs = "outputs.jsonl"\nallow_extra = "yes"\n'),
         ["models.toml:", "variants.x.allow_extra"]),
     Bad("toml-variant-name", "config", _models_add('\n[variants."a b"]\n'), ["models.toml:", "a b"]),
-    Bad("toml-not-utf8", "encoding", _data(MODELS_LATIN1 := "[defaults]\nbackend = \"fake\"\n# caf\xe9\n".encode("latin-1"), M),
+    Bad("toml-not-utf8", "encoding", _data("[defaults]\nbackend = \"fake\"\n# caf\xe9\n".encode("latin-1"), M),
         ["models.toml:3", "UTF-8"]),
     # ------------------------------------------------------------------ suite YAML
     Bad("yaml-unclosed-bracket", "suite", _replace(S, "variants: [base, rec]", "variants: [base, rec"), ["s.yaml:3"]),
@@ -220,21 +220,21 @@ CASES = [
         _both(_mapped("{template: '{{ q.__class__.__mro__ }}', reference: a}"), _data('{"q": "hi", "a": "1"}\n', "suites/data/rows.jsonl")),
         ["rows.jsonl:1", "data.fields.template"]),
     # ------------------------------------------------------------------ recorded outputs
-    Bad("outputs-array-line", "outputs", _data('["q0", "0"]\n', O), ["outputs.jsonl:1", "array"]),
-    Bad("outputs-invalid-json", "outputs", _data('{"case_id": "q0", "output": "0"}\n{"case_id": "q1", \n', O), ["outputs.jsonl:2"]),
+    Bad("outputs-array-line", "outputs", _data('["q0", "0"]\n', OUT), ["outputs.jsonl:1", "array"]),
+    Bad("outputs-invalid-json", "outputs", _data('{"case_id": "q0", "output": "0"}\n{"case_id": "q1", \n', OUT), ["outputs.jsonl:2"]),
     Bad("outputs-duplicate-id", "outputs",
-        _data('{"case_id": "q0", "output": "0"}\n{"case_id": "q1", "output": "2"}\n{"case_id": "q0", "output": "1"}\n', O),
+        _data('{"case_id": "q0", "output": "0"}\n{"case_id": "q1", "output": "2"}\n{"case_id": "q0", "output": "1"}\n', OUT),
         ["outputs.jsonl:3", "'q0'", "lines 1 and 3"]),
-    Bad("outputs-unknown-id", "outputs", _data('{"case_id": "q0", "output": "0"}\n{"case_id": "zz9", "output": "2"}\n', O),
+    Bad("outputs-unknown-id", "outputs", _data('{"case_id": "q0", "output": "0"}\n{"case_id": "zz9", "output": "2"}\n', OUT),
         ["outputs.jsonl:2", "'zz9'", "allow_extra"]),
-    Bad("outputs-unknown-prompt", "outputs", _data('{"prompt": "What is 7 + 7?", "output": "14"}\n', O),
+    Bad("outputs-unknown-prompt", "outputs", _data('{"prompt": "What is 7 + 7?", "output": "14"}\n', OUT),
         ["outputs.jsonl:1", "What is 7 + 7?"]),
-    Bad("outputs-no-output", "outputs", _data('{"case_id": "q0", "text": "0"}\n', O), ["outputs.jsonl:1", "output"]),
-    Bad("outputs-no-id", "outputs", _data('{"output": "0"}\n', O), ["outputs.jsonl:1", "case_id"]),
+    Bad("outputs-no-output", "outputs", _data('{"case_id": "q0", "text": "0"}\n', OUT), ["outputs.jsonl:1", "output"]),
+    Bad("outputs-no-id", "outputs", _data('{"output": "0"}\n', OUT), ["outputs.jsonl:1", "case_id"]),
     Bad("outputs-duplicate-prompt", "outputs",
-        _data('{"prompt": "What is 1 + 1?", "output": "2"}\n{"prompt": "What is 1 + 1?", "output": "3"}\n', O),
+        _data('{"prompt": "What is 1 + 1?", "output": "2"}\n{"prompt": "What is 1 + 1?", "output": "3"}\n', OUT),
         ["outputs.jsonl:2", "lines 1 and 2"]),
-    Bad("outputs-not-utf8", "encoding", _data(b'{"case_id": "q0", "output": "caf\xe9"}\n', O), ["outputs.jsonl:1", "UTF-8"]),
+    Bad("outputs-not-utf8", "encoding", _data(b'{"case_id": "q0", "output": "caf\xe9"}\n', OUT), ["outputs.jsonl:1", "UTF-8"]),
     # ------------------------------------------------------------------ JSON schemas
     Bad("schema-not-json", "schema", _data('{"type": "object",\n', "suites/schemas/s.json"), ["s.json", "line 2", "s.yaml:6"]),
     Bad("schema-invalid", "schema", _data('{"type": "objekt"}', "suites/schemas/s.json"), ["s.json", "s.yaml:6", "JSON Schema"]),
