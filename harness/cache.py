@@ -40,7 +40,7 @@ def check_cache_file(path: Path) -> None:
     if not head:
         return  # an empty file: SQLite makes a database of it
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables and "generations" not in tables:

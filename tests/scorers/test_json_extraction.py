@@ -183,3 +183,14 @@ def test_arrays_in_prose_are_not_taken(items, before, after):
     text = before + " " + json.dumps(items) + " " + after
     assume(extract_json(text.strip(), strict=True)[1] is not None)
     assert extract_json(text)[1] is not None
+
+
+_noise = st.sampled_from(["[1]", "(see [note])", "{name}", "[citation needed]", "{{x}}", "(a)", "[1, 2]", "{a: 1}"])
+
+
+@_SETTINGS
+@given(_objects, st.lists(_noise, max_size=3), _prose, _prose)
+def test_balanced_non_json_brackets_before_the_object_are_skipped(value, noise, before, after):
+    """Prose with its own balanced brackets (citations, placeholders, arrays) before the answer still finds it."""
+    text = before + " " + " ".join(noise) + " " + json.dumps(value) + " " + after
+    assert extract_json(text) == (value, None)
