@@ -343,7 +343,7 @@ def _preview(value: Any, limit: int = 200) -> Any:
 
 
 def _json_fields_factory(options: Any, fixed_mode: str, json_strict: bool = False):
-    from harness.scorers.format import extract_json
+    from harness.scorers.format import locate_json
 
     if isinstance(options, list):
         options = {"fields": options}
@@ -373,7 +373,7 @@ def _json_fields_factory(options: Any, fixed_mode: str, json_strict: bool = Fals
         if not isinstance(reference, dict):
             return Score(0.0, "reference is not a JSON object")
         names = fields if fields is not None else list(reference)
-        got, error = extract_json(output.text or "", from_fence=from_fence, strict=strict)
+        got, error, where = locate_json(output.text or "", from_fence=from_fence, strict=strict)
         if error or not isinstance(got, dict):
             why = error or "output JSON is not an object"
             per = {n: {"equal": False} for n in names}
@@ -395,7 +395,7 @@ def _json_fields_factory(options: Any, fixed_mode: str, json_strict: bool = Fals
                 entry["got"] = _preview(value) if has_out else "<missing>"
             per_field[name] = entry
         wrong = [n for n, e in per_field.items() if not e["equal"]]
-        details = {"fields": per_field, "parsed": True}
+        details = {"fields": per_field, "parsed": True, "json_from": where}
         reason = ("fields differ: " + ", ".join(wrong)) if wrong else None
         if fixed_mode == "fraction":
             value = 1.0 if not names else (len(names) - len(wrong)) / len(names)

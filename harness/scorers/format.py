@@ -81,8 +81,10 @@ def top_level_spans(text: str):
         i = j
 
 
-def extract_json(text: str, *, from_fence: bool = True, strict: bool = False):
-    """Parse JSON from an output; returns (value, error). The one extraction rule of the harness.
+def locate_json(text: str, *, from_fence: bool = True, strict: bool = False):
+    """Parse JSON from an output; returns (value, error, where). The one extraction rule of the harness.
+
+    `where` says which rule found it: "whole", "fence" or "prose" (None when nothing was found).
 
     strict: the whole output, stripped of surrounding whitespace, must be one JSON value.
     Not strict, the first of these that holds:
@@ -99,12 +101,12 @@ def extract_json(text: str, *, from_fence: bool = True, strict: bool = False):
     """
     value, error = _decode_whole(text)
     if error is None or strict or error == "not JSON: nested too deeply":
-        return value, error
+        return value, error, ("whole" if error is None else None)
     if from_fence and "```" in text:
         for match in _FENCE.finditer(text):
             value, fence_error = _decode_whole(match.group(1))
             if fence_error is None:
-                return value, None
+                return value, None, "fence"
     for k, (start, end) in enumerate(top_level_spans(text)):
         if k >= _MAX_SPANS:
             break
@@ -112,8 +114,14 @@ def extract_json(text: str, *, from_fence: bool = True, strict: bool = False):
             continue
         value, span_error = _decode_whole(text[start:end])
         if span_error is None:
-            return value, None
-    return None, error
+            return value, None, "prose"
+    return None, error, None
+
+
+def extract_json(text: str, *, from_fence: bool = True, strict: bool = False):
+    """Parse JSON from an output; returns (value, error). See `locate_json` for the rule."""
+    value, error, _ = locate_json(text, from_fence=from_fence, strict=strict)
+    return value, error
 
 
 def _shorthand(options: Any, key: str, kinds: tuple[type, ...]) -> tuple[Any, bool]:
@@ -145,8 +153,8 @@ def json_format(options, ctx):
     from_fence = option(options, "from_fence", bool, True)
 
     def score(case, output):
-        _, error = extract_json(output.text or "", from_fence=from_fence, strict=strict)
-        return Score(0.0, error) if error else Score(1.0)
+        _, error, where = locate_json(output.text or "", from_fence=from_fence, strict=strict)
+        return Score(0.0, error) if error else Score(1.0, None, {"json_from": where})
 
     return score
 
@@ -258,7 +266,7 @@ def json_schema(options, ctx):
     from referencing.exceptions import Unresolvable
 
     def score(case, output):
-        value, error = extract_json(output.text or "", from_fence=from_fence, strict=strict)
+        value, error, where = locate_json(output.text or "", from_fence=from_fence, strict=strict)
         if error:
             return Score(0.0, error, {"parsed": False})
         try:
@@ -267,11 +275,11 @@ def json_schema(options, ctx):
             return Score(0.0, f"schema error: a $ref cannot be resolved offline ({exc})",
                          {"parsed": True, "schema_error": True})
         if not errors:
-            return Score(1.0, None, {"parsed": True})
+            return Score(1.0, None, {"parsed": True, "json_from": where})
         best = best_match(errors)
         listed = [{"path": e.json_path, "message": _error_message(e)} for e in errors[:5]]
         return Score(0.0, f"{_error_message(best)} (at {best.json_path})",
-                     {"parsed": True, "errors": listed, "n_errors": len(errors) if len(errors) < 20 else "20+"})
+                     {"parsed": True, "json_from": where, "errors": listed, "n_errors": len(errors) if len(errors) < 20 else "20+"})
 
     return score
 

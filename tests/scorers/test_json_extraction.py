@@ -194,3 +194,12 @@ def test_balanced_non_json_brackets_before_the_object_are_skipped(value, noise, 
     """Prose with its own balanced brackets (citations, placeholders, arrays) before the answer still finds it."""
     text = before + " " + " ".join(noise) + " " + json.dumps(value) + " " + after
     assert extract_json(text) == (value, None)
+
+
+def test_details_say_where_the_json_was_found():
+    """A report can count the answers that passed only because prose around the JSON was ignored."""
+    assert run("json", '{"a": 1}').details["json_from"] == "whole"
+    assert run("json", 'Here:\n```json\n{"a": 1}\n```').details["json_from"] == "fence"
+    assert run("json", 'Sure! {"a": 1}').details["json_from"] == "prose"
+    fields = build("json_fields", ["a"])(make_case(reference='{"a": 1}'), out('Sure! {"a": 1}'))
+    assert fields.value == 1.0 and fields.details["json_from"] == "prose"
