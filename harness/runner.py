@@ -711,6 +711,10 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
                     if recorded["extra_ids"] or recorded["extra_prompts"]:
                         note += (f", {len(recorded['extra_ids']) + recorded['extra_prompts']} recorded output(s) "
                                  "matching no case ignored (allow_extra)")
+                    if recorded["missing"] or recorded["extra_ids"] or recorded["extra_prompts"]:
+                        # the report shows a suite's warnings: every case-set mismatch is visible there
+                        manifest["suites"][suite.name].setdefault("warnings", []).append(
+                            f"recorded outputs of '{name}' ({recorded['file']}){note}.")
                 log(f"{suite.name} / {name}: {len(records)} cases, {n_cached} cached{note} ({info['seconds']:.1f} s)")
         manifest["status"] = "complete"
     except BaseException:

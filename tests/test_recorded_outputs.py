@@ -81,3 +81,16 @@ def test_outputs_for_the_fewshot_split_are_not_unknown(project):
                                       "--no-baselines", "--no-progress", "--limit", "3"])
     assert result.exit_code in (0, 1), result.output  # a verdict, not a bad-input error
     assert "0 of 3 without recorded output" in result.output
+
+
+def test_case_set_mismatch_is_a_suite_warning_in_the_report(project):
+    from harness.report import write_report
+
+    cases = load_suite(project / "suites" / "arith.yaml").cases
+    _recorded_project(project, [{"case_id": c.id, "output": c.reference} for c in cases[1:]])
+    result = _run(project)
+    run_dir = result.output.strip().splitlines()[-1]
+    warnings = load_run(run_dir).manifest["suites"]["arith"]["warnings"]
+    assert any(f"1 of {len(cases)} without recorded output (failed on every axis)" in w for w in warnings)
+    html = write_report(run_dir)["html"].read_text(encoding="utf-8")
+    assert f"1 of {len(cases)} without recorded output" in html
