@@ -251,7 +251,7 @@ def check_variant_files(variant: Variant, path: Path | None, text: str) -> None:
         )
 
 
-def _check_engine_keys(variant: Variant, path: Path, text: str, table: dict, defaults: dict) -> None:
+def _check_engine_keys(variant: Variant, path: Path, text: str, table: dict) -> None:
     """Engine keys the variant's backend does not declare (harness/engine_settings.py) fail here."""
     from harness.backends import resolve_backend_name
     from harness.engine_settings import check_engine
@@ -304,7 +304,7 @@ def load_models(path: Path | str) -> ModelsConfig:
         if variant.adapter is not None and variant.outputs is not None:
             raise _error(path, text, f"variants.{name}", "outputs", "a variant has either outputs or a model/adapter, not both.")
         check_variant_files(variant, path, text)
-        _check_engine_keys(variant, path, text, table, defaults)
+        _check_engine_keys(variant, path, text, table)
         variants[name] = variant
     alerts = data.get("alerts", {})
     if not isinstance(alerts, dict):
