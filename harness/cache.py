@@ -89,19 +89,33 @@ class GenerationCache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(f"SELECT key, value FROM generations WHERE key IN ({marks})", chunk)
-            found.update((key, json.loads(value)) for key, value in rows)
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(f"SELECT key, value FROM generations WHERE key IN ({marks})", chunk)
+                found.update((key, json.loads(value)) for key, value in rows)
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
+        except ValueError as exc:  # a stored value that is not JSON
+            raise self._damaged(exc) from None
         return found
+
+    def _damaged(self, exc: Exception) -> ConfigError:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return ConfigError("the generation cache stayed locked by another process for 60 s.", file=self.path,
+                               hint="Wait for the other run to finish, or pass --cache OTHER_FILE.")
+        return ConfigError(f"the generation cache cannot be read: {exc}.", file=self.path, hint=CORRUPT_HINT)
 
     def put_many(self, items: dict[str, Any]) -> None:
         now = time.time()
         rows = [(key, json.dumps(value, ensure_ascii=False), now) for key, value in items.items()]
-        with self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?)", rows)
+        try:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?)", rows)
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
 
     def __len__(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]

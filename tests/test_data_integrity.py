@@ -92,3 +92,21 @@ def test_non_utf8_files_name_the_line(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_yaml(path)
     assert exc.value.line == 2 and "UTF-8" in str(exc.value)
+
+
+def test_a_damaged_cache_page_is_a_clear_error(tmp_path):
+    """Damage the header check cannot see (a page in the middle) surfaces as an error naming the file."""
+    from harness.cache import GenerationCache
+
+    path = tmp_path / "gen.sqlite"
+    cache = GenerationCache(path)
+    cache.put_many({str(i): "x" * 500 for i in range(2000)})
+    cache._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cache.close()
+    size = path.stat().st_size
+    with path.open("r+b") as handle:
+        handle.seek(size // 2)
+        handle.write(b"\xff" * 8192)
+    with pytest.raises(ConfigError) as exc:
+        GenerationCache(path).get_many([str(i) for i in range(2000)])
+    assert str(path) in str(exc.value) and "Move the file aside" in str(exc.value)
