@@ -42,12 +42,32 @@ def _walk_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> No
             _walk_lines(item, path + (i,), lines)
 
 
+def read_text_utf8(path: Path, error=ConfigError, *, bom: bool = False) -> str:
+    """A user file's text; not UTF-8 -> `error` naming the file, the line of the first bad byte and the fix."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise error(f"file is not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte offset {exc.start}).",
+                    file=path, line=line,
+                    hint="Save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 FILE > NEW`).") from None
+
+
+# Errors inside an opened construct (a flow [ ] / { } or a quoted string) are found where the parser
+# gives up, often the next line; the construct's opening line is where the fix goes.
+_OPENED = ("while parsing a flow", "while scanning a quoted scalar", "while scanning a double-quoted scalar",
+           "while scanning a single-quoted scalar")
+
+
 def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
     """Parse a YAML file with safe_load semantics; return the data and a key-path -> line map."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_utf8(path)
     except FileNotFoundError:
         raise ConfigError("file not found.", file=path) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a YAML file.", file=path) from None
     try:
         loader = _LineLoader(text)
         try:
@@ -56,10 +76,19 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else None
+        problem_mark = getattr(exc, "problem_mark", None)
+        context_mark = getattr(exc, "context_mark", None)
+        context = getattr(exc, "context", None) or ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"invalid YAML: {problem}.", file=path, line=line) from None
+        mark = problem_mark or context_mark
+        message = f"invalid YAML: {problem}"
+        if problem_mark is not None:
+            message += f" (line {problem_mark.line + 1}, column {problem_mark.column + 1})"
+        if context_mark is not None and context.startswith(_OPENED) and context_mark.line != getattr(mark, "line", None):
+            message += f", {context} opened at line {context_mark.line + 1}"
+            mark = context_mark
+        raise ConfigError(message + ".", file=path, line=mark.line + 1 if mark else None,
+                          hint="Check the brackets, quotes and indentation there.") from None
     lines: dict[KeyPath, int] = {}
     if node is not None:
         _walk_lines(node, (), lines)
@@ -69,9 +98,11 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
 def load_toml(path: Path) -> tuple[dict[str, Any], str]:
     """Parse a TOML file; return the data and its text (for locating keys in errors)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_utf8(path)
     except FileNotFoundError:
         raise ConfigError("file not found.", file=path, hint="Create it or pass --models PATH.") from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a TOML file.", file=path) from None
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
@@ -86,16 +117,24 @@ def toml_key_line(text: str, table: str | None, key: str | None) -> int | None:
     """Best-effort line of `key` inside `[table]` (or of the table header when key is None)."""
     current: str | None = None
     header = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
+
+    def norm(name: str | None) -> str | None:
+        return None if name is None else name.replace('"', "").replace("'", "").replace(" ", "")
+
+    table = norm(table)
+    first_below = None  # `[table.sub]` when `[table]` itself has no header line
     for number, raw in enumerate(text.splitlines(), start=1):
         match = header.match(raw)
         if match:
-            current = match.group(1).replace('"', "").replace("'", "").replace(" ", "")
+            current = norm(match.group(1))
             if key is None and current == table:
                 return number
+            if key is None and table and first_below is None and current.startswith(table + "."):
+                first_below = number
             continue
         if key is not None and current == table and re.match(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", raw):
             return number
-    return None
+    return first_below
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:

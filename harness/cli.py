@@ -90,7 +90,7 @@ def run(
     from harness.config import load_models
     from harness.gates import evaluate_run
     from harness.records import RunWriter
-    from harness.runner import RunOptions, run_suites
+    from harness.runner import RunOptions, preflight, run_suites
     from harness.suite import load_suite
 
     try:
@@ -100,9 +100,10 @@ def run(
             for name in wanted:
                 config.get(name)
         loaded = [load_suite(p, known_variants=set(config.variants)) for p in _suite_paths(suites or [])]
-        result = run_suites(loaded, config, RunOptions(variants=wanted, limit=limit, out_root=out, progress=progress,
-                                                    baselines=baselines if use_baselines else None),
-                            cache=GenerationCache(cache))
+        run_options = RunOptions(variants=wanted, limit=limit, out_root=out, progress=progress,
+                                 baselines=baselines if use_baselines else None)
+        preflight(loaded, config, run_options)  # every input checked before a run directory or cache exists
+        result = run_suites(loaded, config, run_options, cache=GenerationCache(cache))
     except HarnessError as exc:
         _fail(exc)
     counts = result.manifest["counts"]

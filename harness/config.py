@@ -70,6 +70,10 @@ class Variant:
     """Backend engine arguments passed through (e.g. vLLM's tensor_parallel_size, dtype)."""
     outputs: Path | None = None
     """Recorded outputs (JSONL of case_id/prompt + output) scored instead of running a model."""
+    missing: str = "fail"
+    """Recorded outputs: a case without an output fails on every axis ('fail') or is left out ('drop')."""
+    allow_extra: bool = False
+    """Recorded outputs: ids or prompts that match no case of the suite are a warning, not an error."""
     trust_remote_code: bool = False
     """Allow model repositories to run their own code (off unless asked for)."""
     options: dict[str, Any] = field(default_factory=dict)
@@ -100,7 +104,7 @@ class ModelsConfig:
 
 VARIANT_KEYS = {
     "model", "backend", "adapter", "quantization", "fewshot", "system_prompt",
-    "generation", "engine", "outputs", "trust_remote_code",
+    "generation", "engine", "outputs", "missing", "allow_extra", "trust_remote_code",
     # backend-specific
     "fake", "base_url", "api_key_env", "headers", "timeout", "max_concurrency",
     "max_attempts", "retry_base_delay", "retry_max_delay",
@@ -163,6 +167,10 @@ def _validate_table(path: Path, text: str, table: str, values: dict[str, Any]) -
         return candidate if candidate.is_absolute() else (base_dir / candidate)
 
     options = {key: values[key] for key in OPTION_KEYS if key in values}
+    missing = typed("missing", str, "fail")
+    if missing not in ("fail", "drop"):
+        raise fail("missing", f"must be 'fail' or 'drop', got {missing!r}.",
+                   "'fail': a case without a recorded output fails on every axis; 'drop': it is left out.")
     return Variant(
         name=name,
         model=typed("model", str, "smollm2-135m-instruct"),
@@ -174,6 +182,8 @@ def _validate_table(path: Path, text: str, table: str, values: dict[str, Any]) -
         generation=generation,
         engine=typed("engine", dict, {}),
         outputs=resolve("outputs"),
+        missing=missing,
+        allow_extra=typed("allow_extra", bool, False),
         trust_remote_code=typed("trust_remote_code", bool, False),
         options=options,
     )
@@ -241,6 +251,23 @@ def check_variant_files(variant: Variant, path: Path | None, text: str) -> None:
         )
 
 
+def _check_engine_keys(variant: Variant, path: Path, text: str, table: dict) -> None:
+    """Engine keys the variant's backend does not declare (harness/engine_settings.py) fail here."""
+    from harness.backends import resolve_backend_name
+    from harness.engine_settings import check_engine
+
+    if variant.is_recorded or not variant.engine:
+        return
+    problem = check_engine(resolve_backend_name(variant.backend, variant.quantization), variant.engine)
+    if problem is None:
+        return
+    key, message, hint = problem
+    own = isinstance(table.get("engine"), dict) and key in table["engine"]
+    where = f"variants.{variant.name}" if own else "defaults"
+    line = toml_key_line(text, f"{where}.engine", key) or toml_key_line(text, where, "engine")
+    raise ConfigError(message, file=path, key=f"{where}.engine.{key}", line=line, hint=hint or None)
+
+
 def load_models(path: Path | str) -> ModelsConfig:
     """Read and validate `models.toml`."""
     path = Path(path)
@@ -277,6 +304,7 @@ def load_models(path: Path | str) -> ModelsConfig:
         if variant.adapter is not None and variant.outputs is not None:
             raise _error(path, text, f"variants.{name}", "outputs", "a variant has either outputs or a model/adapter, not both.")
         check_variant_files(variant, path, text)
+        _check_engine_keys(variant, path, text, table)
         variants[name] = variant
     alerts = data.get("alerts", {})
     if not isinstance(alerts, dict):

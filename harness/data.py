@@ -86,9 +86,20 @@ def get_path(row: Any, path: str) -> Any:
     return value
 
 
-def _case_id(explicit: Any, messages: tuple[Message, ...], seen: dict[str, int]) -> str:
+def _case_id(explicit: Any, messages: tuple[Message, ...], seen: dict[str, int], *,
+             path: Path | None = None, line: int | None = None, id_lines: dict[str, int] | None = None) -> str:
+    """The case id: the row's own id (two rows with one id are an error), else a content hash.
+
+    Rows without an id that have identical input turns get the same hash; the second and later get
+    `-2`, `-3`, ... (documented in docs/data-integrity.md; `harness lint` reports such duplicates).
+    """
     if explicit is not None and str(explicit) != "":
         base = str(explicit)
+        if id_lines is not None:
+            if base in id_lines:
+                raise DataError(f"id '{base}' is used by two rows (lines {id_lines[base]} and {line}).",
+                                file=path, line=line, hint="Case ids must be unique: rename or remove one row.")
+            id_lines[base] = line or 0
     else:
         text = json.dumps(messages, sort_keys=True, ensure_ascii=False)
         base = hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
@@ -96,32 +107,68 @@ def _case_id(explicit: Any, messages: tuple[Message, ...], seen: dict[str, int])
     return base if seen[base] == 1 else f"{base}-{seen[base]}"
 
 
+def _read_csv(path: Path, text: str) -> list[tuple[int, Any]]:
+    """CSV rows as dicts with their starting line; a row with too few or too many fields is an error."""
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        if len(set(header)) != len(header):
+            dupes = sorted({h for h in header if header.count(h) > 1})
+            raise DataError(f"the header names a column twice: {', '.join(dupes)}.", file=path, line=1)
+        rows = []
+        start = reader.line_num + 1
+        for values in reader:
+            line = start
+            start = reader.line_num + 1
+            if not values or all(not v.strip() for v in values) and len(values) <= 1:
+                continue
+            if len(values) < len(header):
+                missing = header[len(values):]
+                raise DataError(f"row has {len(values)} of {len(header)} fields; missing: {', '.join(missing)}.",
+                                file=path, line=line, key=missing[0],
+                                hint="Give every row a value for every column (an empty value is ,,).")
+            if len(values) > len(header):
+                raise DataError(f"row has {len(values)} fields but the header has {len(header)}.", file=path,
+                                line=line, hint="Quote values that contain commas.")
+            rows.append((line, dict(zip(header, values, strict=True))))
+        return rows
+    except csv.Error as exc:
+        raise DataError(f"not valid CSV: {exc}.", file=path, line=reader.line_num) from None
+
+
 def _read_rows(path: Path) -> list[tuple[int, Any]]:
+    from harness._files import read_text_utf8
+
     if not path.exists():
         raise DataError(
             "data file not found.", file=path, hint="Check the suite's data.path (relative to the suite file)."
         )
+    text = read_text_utf8(path, DataError, bom=True)
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            return [(i + 2, dict(row)) for i, row in enumerate(csv.DictReader(handle))]
+        return _read_csv(path, text)
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((number, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"line is not valid JSON ({exc.msg}, column {exc.colno}).",
-                    file=path,
-                    line=number,
-                    hint="Each line must be one JSON object.",
-                ) from None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"line is not valid JSON ({exc.msg}, column {exc.colno}).",
+                file=path,
+                line=number,
+                hint="Each line must be one JSON object.",
+            ) from None
+        except RecursionError:
+            raise DataError("line is nested too deeply to read.", file=path, line=number) from None
     return rows
 
 
-def _chat_case(path: Path, number: int, row: Any, seen: dict[str, int]) -> Case:
+def _chat_case(path: Path, number: int, row: Any, seen: dict[str, int], id_lines: dict[str, int] | None = None) -> Case:
     if not isinstance(row, dict) or "messages" not in row:
         raise DataError(
             "line has no 'messages' list.",
@@ -151,7 +198,7 @@ def _chat_case(path: Path, number: int, row: Any, seen: dict[str, int]) -> Case:
         raise DataError("the example has no user turn before its answer.", file=path, line=number)
     meta = {k: v for k, v in row.items() if k != "messages"}
     return Case(
-        id=_case_id(meta.get("id"), turns, seen),
+        id=_case_id(meta.get("id"), turns, seen, path=path, line=number, id_lines=id_lines),
         messages=turns,
         reference=reference,
         cluster=None if meta.get("cluster") is None else str(meta["cluster"]),
@@ -178,7 +225,8 @@ def _answer_index(value: Any, choices: tuple[str, ...], labels: list[Any] | None
     raise ValueError(f"answer {value!r} matches no choice")
 
 
-def _mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict[str, int], render) -> Case:
+def _mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict[str, int], render,
+                 id_lines: dict[str, int] | None = None) -> Case:
     where = {"file": path, "line": number}
     if not isinstance(row, dict):
         raise DataError("row is not an object.", **where)
@@ -210,9 +258,12 @@ def _mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict
             return None
 
     if fields.template is not None:
-        user = render(fields.template, row)
+        user = render(fields.template, row, path, number)
     else:
         user = get("input", required=True)
+        if user is None:
+            raise DataError(f"field '{fields.input}' (data.fields.input) is null.", **where,
+                            hint="Every case needs an input text.")
         if not isinstance(user, str):
             user = json.dumps(user, ensure_ascii=False)
     messages: list[Message] = []
@@ -242,7 +293,7 @@ def _mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict
     cluster = get("cluster")
     context = get("context")
     return Case(
-        id=_case_id(get("id"), turns, seen),
+        id=_case_id(get("id"), turns, seen, path=path, line=number, id_lines=id_lines),
         messages=turns,
         reference=None if reference is None else str(reference),
         choices=choices,
@@ -253,34 +304,105 @@ def _mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict
     )
 
 
-def _renderer():
-    from jinja2 import StrictUndefined, TemplateError
+MAX_TEMPLATE_OUTPUT = 1_000_000
+"""Characters a data template may produce for one row."""
+MAX_TEMPLATE_RANGE = 10_000
+"""Items `range()` may yield in one row's rendering (all calls together)."""
+MAX_TEMPLATE_NUMBER = 10**12
+"""Largest operand or result of `**` and of `*` on a string or list in a template."""
+
+
+class _Budget(Exception):
+    pass
+
+
+def template_environment():
+    """The sandbox data templates render in: immutable, strict undefined, with bounded work.
+
+    Jinja's sandbox blocks attribute access to internals but not resource abuse: `range`, `**` and
+    `*` are bounded here, and output beyond MAX_TEMPLATE_OUTPUT characters stops the rendering.
+    """
+    from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
+    class Bounded(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})
+        range_left = MAX_TEMPLATE_RANGE
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "**":
+                if not all(isinstance(v, (int, float)) for v in (left, right)) or abs(right) > 64 or (
+                        abs(left) > MAX_TEMPLATE_NUMBER):
+                    raise _Budget(f"{left!r} ** {right!r} is too large for a template")
+            elif operator == "*":
+                sized = next((v for v in (left, right) if isinstance(v, (str, list, tuple))), None)
+                count = right if sized is left else left
+                if sized is not None and isinstance(count, int) and len(sized) * count > MAX_TEMPLATE_OUTPUT:
+                    raise _Budget(f"a sequence repeated {count} times is too large for a template")
+            return super().call_binop(context, operator, left, right)
+
+    env = Bounded(undefined=StrictUndefined, keep_trailing_newline=False)
+
+    def bounded_range(*args):
+        items = range(*args)
+        if len(items) > env.range_left:
+            raise _Budget(f"range() of {len(items)} items exceeds the template budget of {MAX_TEMPLATE_RANGE}")
+        env.range_left -= len(items)
+        return items
+
+    env.globals["range"] = bounded_range
+    return env
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error was raised at (Jinja rewrites frames to '<template>')."""
+    line = getattr(exc, "lineno", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _renderer(origin: str = "data.fields.template"):
+    env = template_environment()
     compiled: dict[str, Any] = {}
 
-    def render(template: str, row: dict[str, Any]) -> str:
+    def render(template: str, row: dict[str, Any], path: Path | None = None, number: int | None = None) -> str:
+        env.range_left = MAX_TEMPLATE_RANGE
         try:
             if template not in compiled:
                 compiled[template] = env.from_string(template)
-            return compiled[template].render(**row)
-        except TemplateError as exc:
-            raise DataError(f"data.fields.template failed: {exc}.") from None
+            parts, size = [], 0
+            for chunk in compiled[template].generate(**row):
+                size += len(chunk)
+                if size > MAX_TEMPLATE_OUTPUT:
+                    raise _Budget(f"output exceeds {MAX_TEMPLATE_OUTPUT} characters")
+                parts.append(chunk)
+            return "".join(parts)
+        except (Exception, RecursionError) as exc:  # noqa: BLE001 - anything a template does is the user's error
+            at = _template_line(exc)
+            where = f"{origin}" + (f", template line {at}" if at else "")
+            kind = "" if isinstance(exc, _Budget) else f"{type(exc).__name__}: "
+            raise DataError(f"{where} failed on this row: {kind}{exc}.", file=path, line=number,
+                            key="data.fields.template",
+                            hint="Fix the template (or the row); templates run sandboxed with bounded work.") from None
 
     return render
 
 
-def load_cases(path: Path, fields: FieldMap | None = None) -> list[Case]:
+def load_cases(path: Path, fields: FieldMap | None = None, *, template_origin: str = "data.fields.template") -> list[Case]:
     """Read every case in a data file (chat JSONL unless a field map is given)."""
     rows = _read_rows(path)
     if not rows:
         raise DataError("data file has no rows.", file=path)
     seen: dict[str, int] = {}
+    id_lines: dict[str, int] = {}
     if fields is None:
-        return [_chat_case(path, number, row, seen) for number, row in rows]
-    render = _renderer() if fields.template else None
-    return [_mapped_case(path, number, row, fields, seen, render) for number, row in rows]
+        return [_chat_case(path, number, row, seen, id_lines) for number, row in rows]
+    render = _renderer(template_origin) if fields.template else None
+    return [_mapped_case(path, number, row, fields, seen, render, id_lines) for number, row in rows]
 
 
 def holdout_split(cases: list[Case], fraction: float, seed: int) -> tuple[list[Case], list[Case]]:

@@ -317,7 +317,7 @@ class _State:
             models = self.models()
             from harness.gates import evaluate_run
             from harness.records import RunWriter
-            from harness.runner import RunOptions, run_suites
+            from harness.runner import RunOptions, preflight, run_suites
 
             run_dir = self.runs_dir / self.run_id(suite, item.path)
             results = None
@@ -328,12 +328,11 @@ class _State:
                 else:
                     if run_dir.exists():  # a stale or different run under our name: never append to it
                         run_dir = run_dir.with_name(f"{run_dir.name}-{secrets.token_hex(2)}")
-                    result = run_suites(
-                        [suite], models,
-                        RunOptions(variants=outcome.variants, limit=self.limit, out_root=run_dir.parent,
-                                   run_id=run_dir.name, progress=False, baselines=self.baselines_dir()),
-                        cache=self.generation_cache(), pool=self.backend_pool(), log=outcome.log.append,
-                    )
+                    options = RunOptions(variants=outcome.variants, limit=self.limit, out_root=run_dir.parent,
+                                         run_id=run_dir.name, progress=False, baselines=self.baselines_dir())
+                    preflight([suite], models, options)  # bad inputs fail before the cache or run directory exists
+                    result = run_suites([suite], models, options, cache=self.generation_cache(),
+                                        pool=self.backend_pool(), log=outcome.log.append)
                     outcome.records, outcome.manifest = result.records, result.manifest
                     results = evaluate_run(outcome.records, outcome.manifest)
                     outcome.manifest["gates"] = [r.as_dict() for r in results]

@@ -153,28 +153,109 @@ class _Progress:
             yield lambda n: progress.advance(task_id, n)
 
 
-def load_recorded_outputs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Recorded outputs by case id and by prompt (last user turn)."""
-    by_id: dict[str, str] = {}
-    by_prompt: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise DataError("line is not valid JSON.", file=path, line=number) from None
-            output = row.get("output", row.get("response"))
-            if not isinstance(row, dict) or not isinstance(output, str):
-                raise DataError("each line needs a string 'output' (or 'response').", file=path, line=number)
-            if row.get("case_id") is not None:
-                by_id[str(row["case_id"])] = output
-            elif isinstance(row.get("prompt"), str):
-                by_prompt[row["prompt"]] = output
-            else:
-                raise DataError("each line needs 'case_id' or 'prompt' to match it to a case.", file=path, line=number)
-    return by_id, by_prompt
+@dataclass
+class RecordedOutputs:
+    """A recorded-outputs file, read and checked whole: outputs by case id and by prompt."""
+
+    path: Path
+    by_id: dict[str, str]
+    by_prompt: dict[str, str]
+    id_lines: dict[str, int]
+    prompt_lines: dict[str, int]
+
+
+def load_recorded_outputs(path: Path) -> RecordedOutputs:
+    """Read a recorded-outputs JSONL (one object per line: case_id or prompt, and output).
+
+    Any line that is not such an object, and any case id or prompt given twice, is an error naming
+    the file and line(s); nothing is kept silently.
+    """
+    from harness._files import read_text_utf8
+
+    text = read_text_utf8(path, DataError, bom=True)
+    recorded = RecordedOutputs(path, {}, {}, {}, {})
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"line is not valid JSON ({exc}).", file=path, line=number,
+                            hint='Each line must be one JSON object: {"case_id": "...", "output": "..."}.') from None
+        except RecursionError:
+            raise DataError("line is nested too deeply to read.", file=path, line=number) from None
+        if not isinstance(row, dict):
+            kind = {"list": "array", "str": "string", "int": "number", "float": "number", "bool": "boolean",
+                    "NoneType": "null"}.get(type(row).__name__, type(row).__name__)
+            raise DataError(f"line is a JSON {kind}, not an object.", file=path, line=number,
+                            hint='Each line must be one JSON object: {"case_id": "...", "output": "..."}.')
+        output = row.get("output", row.get("response"))
+        if not isinstance(output, str):
+            raise DataError("each line needs a string 'output' (or 'response').", file=path, line=number)
+        if row.get("case_id") is not None:
+            case_id = str(row["case_id"])
+            if case_id in recorded.id_lines:
+                raise DataError(f"case_id '{case_id}' appears twice (lines {recorded.id_lines[case_id]} and {number}).",
+                                file=path, line=number, hint="Keep one output per case.")
+            recorded.by_id[case_id] = output
+            recorded.id_lines[case_id] = number
+        elif isinstance(row.get("prompt"), str):
+            prompt = row["prompt"]
+            if prompt in recorded.prompt_lines:
+                raise DataError(f"prompt appears twice (lines {recorded.prompt_lines[prompt]} and {number}).",
+                                file=path, line=number, hint="Keep one output per prompt, or match by case_id.")
+            recorded.by_prompt[prompt] = output
+            recorded.prompt_lines[prompt] = number
+        else:
+            raise DataError("each line needs 'case_id' or 'prompt' to match it to a case.", file=path, line=number)
+    return recorded
+
+
+def match_recorded(recorded: RecordedOutputs, variant: Variant, suite: Suite, all_cases: list[Case],
+                   cases: list[Case], where: str | Path | None = None) -> dict[str, Any]:
+    """Match recorded outputs to a suite's cases; returns the case-set report for the manifest.
+
+    `all_cases`: every case of the suite's data (evaluation and few-shot split, before --limit),
+    `cases`: the ones this run evaluates. An id or prompt matching no case of `all_cases` is an error
+    naming a few (a warning with the variant's `allow_extra = true`).
+    """
+    ids = {c.id for c in all_cases}
+    prompts = {c.last_user for c in all_cases}
+    extra_ids = [i for i in recorded.by_id if i not in ids]
+    extra_prompts = [p for p in recorded.by_prompt if p not in prompts]
+    missing = [c.id for c in cases if c.id not in recorded.by_id and c.last_user not in recorded.by_prompt]
+    report = {
+        "file": str(recorded.path),
+        "outputs": len(recorded.by_id) + len(recorded.by_prompt),
+        "cases": len(cases),
+        "missing": missing,
+        "missing_policy": variant.missing,
+        "extra_ids": extra_ids,
+        "extra_prompts": len(extra_prompts),
+    }
+    if (extra_ids or extra_prompts) and not variant.allow_extra:
+        shown = [f"'{i}' (line {recorded.id_lines[i]})" for i in extra_ids[:5]]
+        shown += [f"prompt {p[:40]!r} (line {recorded.prompt_lines[p]})" for p in extra_prompts[: max(0, 5 - len(shown))]]
+        n = len(extra_ids) + len(extra_prompts)
+        first = min([recorded.id_lines[i] for i in extra_ids] + [recorded.prompt_lines[p] for p in extra_prompts])
+        raise DataError(
+            f"{n} recorded output(s) match no case of suite '{suite.name}' ({suite.path}): {', '.join(shown)}"
+            + (" ..." if n > len(shown) else "") + ".",
+            file=recorded.path, line=first, key=f"variants.{variant.name}.outputs",
+            hint=f"Fix the ids, or set allow_extra = true on [variants.{variant.name}] in models.toml to "
+                 "accept outputs for other cases (they are ignored and counted in the manifest).",
+        )
+    return report
+
+
+def suite_all_cases(suite: Suite) -> list[Case]:
+    """Every case of a suite's data: the evaluation split and the few-shot pool, before any limit."""
+    from harness.data import load_cases
+
+    if suite.data_path is None:
+        return []
+    cases = load_cases(suite.data_path, suite.fields)
+    return cases + [c for c in suite.fewshot_pool if c.id not in {x.id for x in cases}]
 
 
 def combine(axis_direction: str, scores: list[Score]) -> float:
@@ -328,15 +409,13 @@ class Runner:
                 if record.get("choice_logprobs") is not None:
                     choice_values[i] = [{"logprob": lp, "is_greedy": False} for lp in record["choice_logprobs"]]
         elif variant.is_recorded:
-            by_id, by_prompt = load_recorded_outputs(variant.outputs)
-            missing = []
+            recorded = load_recorded_outputs(variant.outputs)
+            info["recorded"] = match_recorded(recorded, variant, suite, suite_all_cases(suite), cases)
             for i, case in enumerate(cases):
-                text = by_id.get(case.id, by_prompt.get(case.last_user))
-                if text is None:
-                    missing.append(case.id)
-                else:
+                text = recorded.by_id.get(case.id, recorded.by_prompt.get(case.last_user))
+                if text is not None:
                     texts[i] = {"text": text, "finish_reason": "recorded"}
-            info["missing_outputs"] = missing
+            info["missing_outputs"] = info["recorded"]["missing"]
             if NEEDS_CHOICES in needs:
                 raise HarnessError(f"variant '{variant.name}' has recorded outputs, which cannot score "
                                    "log-likelihood choices; use a text-based scorer.")
@@ -403,6 +482,14 @@ class Runner:
                 record["blessed"] = True
             if variant.is_recorded and text is None:
                 record["missing"] = True
+                if variant.missing == "drop":
+                    records.append(record)  # no scores: left out of every comparison, counted in the manifest
+                    continue
+                for spec_ in suite.scorers:  # 'fail': the worst score on every axis
+                    worst = 1.0 if suite.axis_direction(spec_.axis) == "lower" else 0.0
+                    record["checks"].setdefault(spec_.axis, {})[spec_.name] = {
+                        "score": worst, "reason": "no recorded output for this case (missing = \"fail\")"}
+                    record["scores"][spec_.axis] = worst
                 records.append(record)
                 continue
             by_axis: dict[str, list[Score]] = {}
@@ -522,6 +609,35 @@ def suite_manifest(suite: Suite, variants: list[str], n_cases: int, n_pool: int)
     }
 
 
+def preflight(suites: list[Suite], models: ModelsConfig, options: RunOptions) -> None:
+    """Check every input a run will read before anything is written (no run directory, no cache).
+
+    Data files (and their templates) are read whole, few-shot pools sized, every recorded-outputs
+    file read and matched to its suite's cases. The first problem raises a HarnessError naming the
+    file and line or key. lm-eval suites are checked by harness/lmeval.py.
+    """
+    for suite in suites:
+        if suite.lm_eval is not None:
+            continue
+        cases, pool = suite.splits
+        if options.limit is not None:
+            cases = cases[: options.limit]
+        for name in [v for v in suite.variants if options.variants is None or v in options.variants]:
+            variant = models.get(name, where=str(suite.path))
+            if variant.fewshot and len(pool) < variant.fewshot:
+                where = suite.where("data", "holdout")
+                where["line"] = where["line"] or suite.lines.get(("data",))
+                raise DataError(
+                    f"variant '{variant.name}' wants {variant.fewshot} few-shot examples but the suite's train "
+                    f"split has {len(pool)}.", **where,
+                    hint="Give the suite a holdout (data.holdout: 0.2) or a data.train file, or lower fewshot.")
+            if variant.is_recorded:
+                if NEEDS_CHOICES in suite.needs:
+                    raise ConfigError(f"variant '{variant.name}' has recorded outputs, which cannot score "
+                                      "log-likelihood choices; use a text-based scorer.", **suite.where("scorers"))
+                match_recorded(load_recorded_outputs(variant.outputs), variant, suite, suite_all_cases(suite), cases)
+
+
 def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *, cache: GenerationCache,
                pool: BackendPool | None = None, log: Callable[[str], None] = print) -> RunResult:
     """Run every suite x variant; write records and manifest; return them."""
@@ -531,6 +647,7 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
         for spec_ in suite.scorers:
             if isinstance(spec_.fn, JudgeScorer):
                 runner.judge_variant(suite, spec_)
+    preflight(suites, models, options)  # bad data or recorded outputs fail before the run directory exists
     loads_before = runner.pool.loads
     run_id = options.run_id or new_run_id()
     run_dir = Path(options.out_root) / run_id
@@ -577,17 +694,27 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
                 except HarnessError as exc:
                     manifest["errors"].append({"suite": suite.name, "variant": name, "error": str(exc),
                                                "type": type(exc).__name__})
-                    log(f"error: {suite.name} / {name}: {exc}")
                     if isinstance(exc, DataError):
-                        raise
+                        raise  # the caller prints it (once)
+                    log(f"error: {suite.name} / {name}: {exc}")
                     continue
                 info["seconds"] = round(time.perf_counter() - run_started, 2)
                 manifest["runs"][f"{suite.name}/{name}"] = info
                 writer.write_records(records)
                 all_records.extend(records)
                 n_cached = sum(r["cached"] for r in records)
-                missing = info.get("missing_outputs")
-                note = f", {len(missing)} without recorded output" if missing else ""
+                recorded = info.get("recorded")
+                note = ""
+                if recorded is not None:
+                    rule = "failed on every axis" if recorded["missing_policy"] == "fail" else "left out"
+                    note = f", {len(recorded['missing'])} of {recorded['cases']} without recorded output ({rule})"
+                    if recorded["extra_ids"] or recorded["extra_prompts"]:
+                        note += (f", {len(recorded['extra_ids']) + recorded['extra_prompts']} recorded output(s) "
+                                 "matching no case ignored (allow_extra)")
+                    if recorded["missing"] or recorded["extra_ids"] or recorded["extra_prompts"]:
+                        # the report shows a suite's warnings: every case-set mismatch is visible there
+                        manifest["suites"][suite.name].setdefault("warnings", []).append(
+                            f"recorded outputs of '{name}' ({recorded['file']}){note}.")
                 log(f"{suite.name} / {name}: {len(records)} cases, {n_cached} cached{note} ({info['seconds']:.1f} s)")
         manifest["status"] = "complete"
     except BaseException:

@@ -19,6 +19,7 @@ BUILTIN_AXES = {"format": "higher", "accuracy": "higher", "hallucination": "lowe
 SUITE_KEYS = {
     "suite", "description", "data", "variants", "baseline", "generation", "scorers", "gates",
     "alpha", "gate_mode", "inconclusive", "holm", "axes", "marks",
+    "json_strict",  # default `strict` of the json, json_schema and json_fields* scorers
     "lm_eval",  # lm-eval tasks instead of data: (harness/lmeval.py)
 }
 DATA_KEYS = {"path", "fields", "holdout", "seed", "train", "limit"}
@@ -87,7 +88,9 @@ class Suite:
     @cached_property
     def splits(self) -> tuple[list[Case], list[Case]]:
         """(eval cases, few-shot pool)."""
-        cases = load_cases(self.data_path, self.fields)
+        line = self.lines.get(("data", "fields", "template"))
+        origin = f"template {self.path}:{line}" if line else f"template in {self.path}"
+        cases = load_cases(self.data_path, self.fields, template_origin=origin)
         if self.holdout is not None:
             pool, held = holdout_split(cases, self.holdout, self.seed)
             if not held:
@@ -100,7 +103,7 @@ class Suite:
         else:
             pool = []
         if self.train_path is not None:
-            pool = load_cases(self.train_path, self.fields)
+            pool = load_cases(self.train_path, self.fields, template_origin=origin)
         if self.limit is not None:
             cases = cases[: self.limit]
         return cases, pool
@@ -197,6 +200,17 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
             if "input" not in raw_fields and "template" not in raw_fields:
                 raise ConfigError("needs 'input' (a field name) or 'template'.", **where("data", "fields"))
             fields = FieldMap(**raw_fields)
+            if fields.template is not None:
+                from jinja2 import TemplateSyntaxError
+
+                from harness.data import template_environment
+
+                try:
+                    template_environment().parse(fields.template)
+                except TemplateSyntaxError as exc:
+                    raise ConfigError(f"template does not compile: {exc.message} (template line {exc.lineno}).",
+                                      **where("data", "fields", "template"),
+                                      hint="Jinja syntax: {{ field }}, {% if %}...{% endif %}.") from None
         holdout = source.get("holdout")
         if holdout is not None:
             typed(("data", "holdout"), holdout, (int, float), "must be a fraction")
@@ -246,7 +260,8 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
         from harness.lmeval import SCORER_INFO, score_fn
 
         scorers.append(ScorerSpec(axis=lm_eval.axis, name="lm_eval", options=None, info=SCORER_INFO, fn=score_fn))
-    ctx = ScorerContext(base_dir=base_dir)
+    json_strict = typed(("json_strict",), data.get("json_strict", False), bool, "must be true or false")
+    ctx = ScorerContext(base_dir=base_dir, json_strict=json_strict)
     for axis, raw in raw_scorers.items():
         for scorer_name, options, key in _scorer_entries(str(axis), raw, where):
             info = REGISTRY.get(scorer_name)

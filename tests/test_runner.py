@@ -101,9 +101,25 @@ def test_recorded_outputs_variant_reports_missing_cases(project):
     result = run_project(project)
     missing = [r for r in result.records if r.get("missing")]
     assert [r["case_id"] for r in missing] == [cases[0].id]
-    assert missing[0]["scores"] == {}
+    assert missing[0]["scores"] == {"accuracy": 0.0}  # missing = "fail" (default): a failed case on every axis
     assert all(r["scores"]["accuracy"] == 1.0 for r in result.records if not r.get("missing"))
     assert result.manifest["runs"]["arith/human"]["missing_outputs"] == [cases[0].id]
+    recorded = result.manifest["runs"]["arith/human"]["recorded"]
+    assert recorded["missing"] == [cases[0].id] and recorded["missing_policy"] == "fail"
+    assert recorded["cases"] == len(cases) and recorded["extra_ids"] == []
+
+
+def test_recorded_outputs_missing_drop_leaves_the_case_out(project):
+    suite = load_suite(project / "suites" / "arith.yaml")
+    cases = suite.cases
+    write_jsonl(project / "recorded.jsonl", [{"case_id": c.id, "output": c.reference} for c in cases[1:]])
+    with (project / "models.toml").open("a") as handle:
+        handle.write('\n[variants.human]\noutputs = "recorded.jsonl"\nmissing = "drop"\n')
+    set_suite(project, ["human"])
+    result = run_project(project)
+    missing = [r for r in result.records if r.get("missing")]
+    assert [r["case_id"] for r in missing] == [cases[0].id] and missing[0]["scores"] == {}
+    assert result.manifest["runs"]["arith/human"]["recorded"]["missing_policy"] == "drop"
 
 
 def _cli(project, *args, env=None):

@@ -342,8 +342,8 @@ def _preview(value: Any, limit: int = 200) -> Any:
     return value if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _json_fields_factory(options: Any, fixed_mode: str):
-    from harness.scorers.format import extract_json
+def _json_fields_factory(options: Any, fixed_mode: str, json_strict: bool = False):
+    from harness.scorers.format import locate_json
 
     if isinstance(options, list):
         options = {"fields": options}
@@ -360,7 +360,7 @@ def _json_fields_factory(options: Any, fixed_mode: str):
         raise OptionError("must be a non-empty list of field names.", "fields")
     ignore_case = option(options, "ignore_case", bool, True)
     ignore_order = option(options, "ignore_order", bool, False)
-    strict = option(options, "strict", bool, False)
+    strict = option(options, "strict", bool, json_strict)
     from_fence = option(options, "from_fence", bool, True)
 
     def score(case, output):
@@ -373,7 +373,7 @@ def _json_fields_factory(options: Any, fixed_mode: str):
         if not isinstance(reference, dict):
             return Score(0.0, "reference is not a JSON object")
         names = fields if fields is not None else list(reference)
-        got, error = extract_json(output.text or "", from_fence=from_fence, strict=strict)
+        got, error, where = locate_json(output.text or "", from_fence=from_fence, strict=strict)
         if error or not isinstance(got, dict):
             why = error or "output JSON is not an object"
             per = {n: {"equal": False} for n in names}
@@ -395,7 +395,7 @@ def _json_fields_factory(options: Any, fixed_mode: str):
                 entry["got"] = _preview(value) if has_out else "<missing>"
             per_field[name] = entry
         wrong = [n for n, e in per_field.items() if not e["equal"]]
-        details = {"fields": per_field, "parsed": True}
+        details = {"fields": per_field, "parsed": True, "json_from": where}
         reason = ("fields differ: " + ", ".join(wrong)) if wrong else None
         if fixed_mode == "fraction":
             value = 1.0 if not names else (len(names) - len(wrong)) / len(names)
@@ -414,9 +414,10 @@ def json_fields(options, ctx):
     normalisation (`ignore_case`, default true), numbers numerically ("12.50" == 12.5 == "$12.50"),
     lists in order unless `ignore_order`. A field whose reference value is null passes when the
     output has null or lacks the key; a missing key never matches a non-null reference value.
-    `strict` / `from_fence` as for the `json` scorer. Per-field verdicts in details.
+    `strict` / `from_fence` as for the `json` scorer (`strict` defaults to the suite's
+    `json_strict`; not strict, JSON wrapped in prose is credited). Per-field verdicts in details.
     """
-    return _json_fields_factory(options, "all")
+    return _json_fields_factory(options, "all", ctx.json_strict)
 
 
 @scorer("json_fields_fraction", binary=False)
@@ -425,7 +426,7 @@ def json_fields_fraction(options, ctx):
 
     Same options and comparison rules as `json_fields`.
     """
-    return _json_fields_factory(options, "fraction")
+    return _json_fields_factory(options, "fraction", ctx.json_strict)
 
 
 # --------------------------------------------------------------------------- choice_letter

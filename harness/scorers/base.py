@@ -65,6 +65,8 @@ class ScorerContext:
 
     base_dir: Path
     """Directory of the suite file: relative paths in options resolve against it."""
+    json_strict: bool = False
+    """The suite's `json_strict` default for the `strict` option of json, json_schema, json_fields*."""
 
     def path(self, value: Any, key: str) -> Path:
         if not isinstance(value, str) or not value:

@@ -19,9 +19,10 @@ from typing import Any
 
 from harness.scorers.base import OptionError, Score, check_keys, option, scorer
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
-_MAX_JSON_STARTS = 32
-"""How many '{' / '[' positions extract_json tries in prose before giving up (keeps it linear-ish)."""
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+_MAX_SPANS = 64
+"""How many top-level balanced spans extract_json tries in prose before giving up (keeps it linear)."""
+_CLOSER = {"{": "}", "[": "]"}
 
 
 def _reject_constant(name: str):
@@ -31,37 +32,96 @@ def _reject_constant(name: str):
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-def extract_json(text: str, *, from_fence: bool = True, strict: bool = False):
-    """Parse JSON from an output; returns (value, error). `strict`: nothing may surround it.
-
-    Not strict: the whole text, else each fenced block (```json ... ```), else the first JSON value
-    that starts at one of the first few '{' or '[' of the text (trailing prose is ignored).
-    NaN / Infinity (accepted by Python's json, not by the JSON standard) are not JSON.
-    """
+def _decode_whole(text: str):
+    """(value, None) when `text` (stripped) is exactly one JSON value, else (None, error)."""
     stripped = text.strip()
     try:
         return _DECODER.decode(stripped), None
     except json.JSONDecodeError as exc:
-        error = f"not JSON: {exc.msg} at char {exc.pos}"
+        return None, f"not JSON: {exc.msg} at char {exc.pos}"
     except ValueError as exc:
-        error = f"not JSON: {exc}"
+        return None, f"not JSON: {exc}"
     except RecursionError:
         return None, "not JSON: nested too deeply"
-    if strict:
-        return None, error
-    decoder = _DECODER
-    candidates = []
-    if from_fence and "```" in text:
-        candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
-    starts = (i for i, char in enumerate(text) if char in "{[")
-    candidates_iter = itertools.chain(candidates, (text[i:] for i in itertools.islice(starts, _MAX_JSON_STARTS)))
-    for candidate in candidates_iter:
-        try:
-            value, _ = decoder.raw_decode(candidate)
-            return value, None
-        except (ValueError, RecursionError):
+
+
+def top_level_spans(text: str):
+    """Yield (start, end) of each top-level balanced {...} / [...] span of prose, in order.
+
+    Outside brackets the text is prose (quotes there mean nothing); inside, JSON strings (with
+    escapes) are skipped so a bracket in a string does not count. A span that never closes, or
+    closes with the wrong bracket, ends the scan: nothing after or inside a broken span is yielded,
+    so a fragment nested in a truncated object is never taken for the answer.
+    """
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char not in _CLOSER:
+            i += 1
             continue
-    return None, error
+        start, stack, in_string, j = i, [_CLOSER[char]], False, i + 1
+        while j < n and stack:
+            c = text[j]
+            if in_string:
+                if c == "\\":
+                    j += 1
+                elif c == '"':
+                    in_string = False
+            elif c == '"':
+                in_string = True
+            elif c in _CLOSER:
+                stack.append(_CLOSER[c])
+            elif c in "}]":
+                if c != stack.pop():
+                    return  # mismatched bracket: the span is broken
+            j += 1
+        if stack:
+            return  # never closes (e.g. a truncated object)
+        yield start, j
+        i = j
+
+
+def locate_json(text: str, *, from_fence: bool = True, strict: bool = False):
+    """Parse JSON from an output; returns (value, error, where). The one extraction rule of the harness.
+
+    `where` says which rule found it: "whole", "fence" or "prose" (None when nothing was found).
+
+    strict: the whole output, stripped of surrounding whitespace, must be one JSON value.
+    Not strict, the first of these that holds:
+      1. the whole output is one JSON value (any JSON type);
+      2. `from_fence`: a fenced block (```json ... ``` or ``` ... ```) whose whole content is one
+         JSON value, first such block in order (any JSON type: a fence is an explicit answer);
+      3. the first complete top-level JSON *object* in the prose: a balanced {...} span that is
+         not inside any other bracket and parses as a whole. A span that never closes (a
+         truncated answer) or closes with the wrong bracket ends the search: a fragment nested
+         in a broken object is never taken. Arrays in prose (`I cannot help [1].`) are never
+         taken: an array counts only as the whole output or a fenced block.
+    NaN / Infinity (accepted by Python's json, not by the JSON standard) are not JSON.
+    With `from_fence: false` fenced blocks get no special treatment (their text is prose).
+    """
+    value, error = _decode_whole(text)
+    if error is None or strict or error == "not JSON: nested too deeply":
+        return value, error, ("whole" if error is None else None)
+    if from_fence and "```" in text:
+        for match in _FENCE.finditer(text):
+            value, fence_error = _decode_whole(match.group(1))
+            if fence_error is None:
+                return value, None, "fence"
+    for k, (start, end) in enumerate(top_level_spans(text)):
+        if k >= _MAX_SPANS:
+            break
+        if text[start] != "{":
+            continue
+        value, span_error = _decode_whole(text[start:end])
+        if span_error is None:
+            return value, None, "prose"
+    return None, error, None
+
+
+def extract_json(text: str, *, from_fence: bool = True, strict: bool = False):
+    """Parse JSON from an output; returns (value, error). See `locate_json` for the rule."""
+    value, error, _ = locate_json(text, from_fence=from_fence, strict=strict)
+    return value, error
 
 
 def _shorthand(options: Any, key: str, kinds: tuple[type, ...]) -> tuple[Any, bool]:
@@ -83,14 +143,18 @@ def _snippet(text: str, start: int, end: int, width: int = 40) -> str:
 
 @scorer("json")
 def json_format(options, ctx):
-    """Output parses as JSON (optionally from a fenced block; `strict`: nothing around it)."""
+    """Output parses as JSON (`strict`: nothing around it; else the rule of `extract_json`).
+
+    `strict` defaults to the suite's `json_strict` (false unless set). Not strict, a fenced block or
+    the first complete top-level object in prose is taken; a truncated object never is.
+    """
     options = check_keys(options, {"strict", "from_fence"})
-    strict = option(options, "strict", bool, False)
+    strict = option(options, "strict", bool, ctx.json_strict)
     from_fence = option(options, "from_fence", bool, True)
 
     def score(case, output):
-        _, error = extract_json(output.text or "", from_fence=from_fence, strict=strict)
-        return Score(0.0, error) if error else Score(1.0)
+        _, error, where = locate_json(output.text or "", from_fence=from_fence, strict=strict)
+        return Score(0.0, error) if error else Score(1.0, None, {"json_from": where})
 
     return score
 
@@ -178,7 +242,8 @@ def _error_message(error, limit: int = 300) -> str:
 def json_schema(options, ctx):
     """Output's JSON validates against a JSON Schema file (`schema`, or `json_schema: path`).
 
-    Options: `schema` (path, relative to the suite file), `strict` / `from_fence` (as for `json`),
+    Options: `schema` (path, relative to the suite file), `strict` / `from_fence` (as for `json`;
+    `strict` defaults to the suite's `json_strict`),
     `check_formats` (default false: `format` keywords such as "email" are checked only when asked,
     and only for formats whose checkers are installed). The schema's `$schema` picks the draft
     (default 2020-12); a missing, unreadable or invalid schema, or a `$ref` that cannot be resolved
@@ -191,7 +256,7 @@ def json_schema(options, ctx):
     if "schema" not in options:
         raise OptionError("is required: the path of a JSON Schema file.", "schema")
     path = ctx.path(options["schema"], key)
-    strict = option(options, "strict", bool, False)
+    strict = option(options, "strict", bool, ctx.json_strict)
     from_fence = option(options, "from_fence", bool, True)
     check_formats = option(options, "check_formats", bool, False)
     plain, with_formats = _load_schema(path, key)
@@ -201,7 +266,7 @@ def json_schema(options, ctx):
     from referencing.exceptions import Unresolvable
 
     def score(case, output):
-        value, error = extract_json(output.text or "", from_fence=from_fence, strict=strict)
+        value, error, where = locate_json(output.text or "", from_fence=from_fence, strict=strict)
         if error:
             return Score(0.0, error, {"parsed": False})
         try:
@@ -210,11 +275,11 @@ def json_schema(options, ctx):
             return Score(0.0, f"schema error: a $ref cannot be resolved offline ({exc})",
                          {"parsed": True, "schema_error": True})
         if not errors:
-            return Score(1.0, None, {"parsed": True})
+            return Score(1.0, None, {"parsed": True, "json_from": where})
         best = best_match(errors)
         listed = [{"path": e.json_path, "message": _error_message(e)} for e in errors[:5]]
         return Score(0.0, f"{_error_message(best)} (at {best.json_path})",
-                     {"parsed": True, "errors": listed, "n_errors": len(errors) if len(errors) < 20 else "20+"})
+                     {"parsed": True, "json_from": where, "errors": listed, "n_errors": len(errors) if len(errors) < 20 else "20+"})
 
     return score
 
