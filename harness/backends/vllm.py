@@ -5,8 +5,9 @@ load; base + N adapters share it (multi-LoRA), so an evaluation of base + adapte
 
 Prompts are rendered with the model tokenizer's chat template and tokenised exactly as the
 transformers backend does (same template call, `add_special_tokens=False`), then handed to vLLM as
-token ids, so both backends see identical prompts; log-likelihoods use the same `_encode_pair`
-convention (lm-eval: trailing context spaces move to the continuation) and vLLM's `prompt_logprobs`.
+token ids, so both backends see identical prompts; log-likelihoods use the one encode convention
+(`harness.backends.base.encode_pair`: raw text as lm-eval's hf model tokenizes it, BOS and `add_bos_token`
+included; chat contexts as the chat template renders them) and vLLM's `prompt_logprobs`.
 
 Engine arguments (`engine = {...}` in models.toml) pass through to `vllm.LLM` unchanged
 (tensor_parallel_size, data_parallel_size, gpu_memory_utilization, max_model_len, dtype,
@@ -56,6 +57,8 @@ from harness.backends.base import (
     Generation,
     Loglikelihood,
     LoglikelihoodRequest,
+    check_add_bos_token,
+    encode_pair,
 )
 from harness.errors import AdapterError, BackendError, did_you_mean
 from harness.models import resolve_model_path
@@ -158,6 +161,7 @@ class VLLMBackend(Backend):
         self.device = str(getattr(current_platform, "device_type", "") or "unknown")
         engine = spec.engine_args
         self.batch_size = int(engine.pop("batch_size", type(self).batch_size))
+        check_add_bos_token(engine.pop("add_bos_token", None))  # read by the encode convention, not by vLLM
         _check_engine_keys(engine)
         self.path = resolve_model_path(spec.model)
         self.user_lora_rank = "max_lora_rank" in engine
@@ -377,10 +381,7 @@ class VLLMBackend(Backend):
 
     # -- log-likelihood -------------------------------------------------------------------
     def _encode_pair(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
-        # The transformers backend's convention, shared so both backends score the same tokens.
-        from harness.backends.transformers import TransformersBackend
-
-        return TransformersBackend._encode_pair(self, request)  # type: ignore[arg-type]
+        return encode_pair(self, request)  # the one encode convention (harness/backends/base.py)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         from vllm import SamplingParams
