@@ -92,6 +92,11 @@ from harness.backends.base import (
 )
 from harness.errors import BackendError
 
+IMPLEMENTATION = "openai/1"
+"""Version of this module's outputs (generations, log-likelihoods), part of the cache identity of every
+engine it serves (runner.engine_fingerprint) and of blessed baselines: bump it by hand whenever a change here
+could change an output; tests/test_implementation.py fails until you do."""
+
 OPTION_DEFAULTS: dict[str, Any] = {
     "timeout": 120.0,
     "max_concurrency": 8,

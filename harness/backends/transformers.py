@@ -32,6 +32,11 @@ from harness.backends.base import (
 from harness.errors import AdapterError, BackendError
 from harness.models import resolve_model_path
 
+IMPLEMENTATION = "transformers/1"
+"""Version of this module's outputs (generations, log-likelihoods), part of the cache identity of every
+engine it serves (runner.engine_fingerprint) and of blessed baselines: bump it by hand whenever a change here
+could change an output; tests/test_implementation.py fails until you do."""
+
 ENGINE_KEYS = {"dtype", "device", "batch_size", "attn_implementation", "max_length", "merge_adapters", "add_bos_token"}
 PREFIX_MIN_TOKENS = 64  # shorter shared prefixes are cheaper to recompute than to copy per batch
 SCORE_PREFIX_MIN_TOKENS = 8  # scoring copies the prefix once per batch of contexts, not per continuation

@@ -63,6 +63,11 @@ from harness.backends.base import (
 from harness.errors import AdapterError, BackendError, did_you_mean
 from harness.models import resolve_model_path
 
+IMPLEMENTATION = "vllm/1"
+"""Version of this module's outputs (generations, log-likelihoods), part of the cache identity of every
+engine it serves (runner.engine_fingerprint) and of blessed baselines: bump it by hand whenever a change here
+could change an output; tests/test_implementation.py fails until you do."""
+
 HARNESS_KEYS = {"batch_size"}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 DEFAULTS: dict[str, Any] = {"enable_prefix_caching": True, "enable_lora": True, "max_loras": 4}
