@@ -449,6 +449,9 @@ def _sha256_path(path: Path) -> str:
 
 def prepare(source: LmEvalSource, *, axis_direction: str = "higher") -> Prepared:
     """Resolve the suite's tasks, check them (safety, local data, metrics) and load each once."""
+    from harness.versions import check
+
+    check(["lm-eval"], "lm_eval suites")
     import lm_eval
     from lm_eval.tasks._index import Kind, TaskIndex
     from lm_eval.tasks._yaml_loader import load_yaml as lm_load_yaml

@@ -142,6 +142,9 @@ def create_backend(spec: EngineSpec) -> Backend:
         raise BackendError(
             f"backend '{spec.backend}' is not available in this version. Available: {', '.join(IMPLEMENTATIONS)}."
         )
+    from harness.versions import check_backend
+
+    check_backend(spec.backend, spec.quantization)  # one clear line, not an AttributeError mid-forward
     module_name, class_name = target.split(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(spec)
