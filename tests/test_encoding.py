@@ -141,3 +141,54 @@ def test_chat_contexts_keep_the_templates_tokens_and_raw_whitespace_moves_as_in_
     assert split_trailing_whitespace("Q:", " A") == ("Q:", " A")
     request = LoglikelihoodRequest(context=((("content", "Hi"), ("role", "user")),), continuation="x")
     assert request.is_chat
+
+
+def test_the_vllm_and_transformers_backends_share_the_one_encoding(models):
+    """Both backends' `_encode_pair` is `base.encode_pair` (vLLM itself is not needed to check that)."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from harness.backends import EngineSpec, freeze
+    from harness.backends.transformers import TransformersBackend
+    from harness.backends.vllm import VLLMBackend
+
+    tokenizer = AutoTokenizer.from_pretrained(models[False])
+
+    def render(messages):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    requests = [LoglikelihoodRequest(context="The sun is\n", continuation="hot"),
+                LoglikelihoodRequest(context=((("content", "Hi"), ("role", "user")),), continuation=" the sun")]
+    for add_bos_token in (None, True):
+        spec = EngineSpec(model="m", backend="vllm", engine=freeze({} if add_bos_token is None else
+                                                                    {"add_bos_token": add_bos_token}))
+        one = SimpleNamespace(tokenizer=tokenizer, render=render, spec=spec)
+        two = SimpleNamespace(tokenizer=tokenizer, render=render, spec=spec)
+        for request in requests:
+            assert VLLMBackend._encode_pair(one, request) == TransformersBackend._encode_pair(two, request)
+        raw = scoring_tokenizer(tokenizer, add_bos_token)
+        assert VLLMBackend._encode_pair(one, requests[0]) == encode_raw_pair(raw, "The sun is\n", "hot", add_bos_token)
+    assert tokenizer("x")["input_ids"] == tokenizer("x", add_special_tokens=False)["input_ids"]  # not changed
+
+
+def test_the_openai_backend_splits_text_by_the_same_rule_and_refuses_add_bos_token():
+    from harness.backends import EngineSpec, create_backend, freeze
+    from harness.backends.openai import OpenAIBackend
+    from harness.errors import BackendError
+
+    request = LoglikelihoodRequest(context="Question: what?\nAnswer:\n", continuation="the sun")
+    assert OpenAIBackend._split(request) == split_trailing_whitespace(request.context, request.continuation)
+    assert OpenAIBackend._split(request) == ("Question: what?\nAnswer:", "\nthe sun")
+    spec = EngineSpec(model="m", backend="openai", engine=freeze({"add_bos_token": True}),
+                      options=freeze({"base_url": "http://127.0.0.1:9/v1"}))
+    with pytest.raises(BackendError, match="add_bos_token cannot be applied by the openai backend"):
+        create_backend(spec)
+
+
+def test_a_non_boolean_add_bos_token_is_a_clear_error(models):
+    from harness.backends.base import PairEncoder
+    from harness.errors import BackendError
+
+    with pytest.raises(BackendError, match="add_bos_token must be true or false"):
+        PairEncoder(None, None, "yes")
