@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -145,14 +147,75 @@ def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+MEMO_MIN_BYTES = 1 << 20
+"""Files at least this large have their hash memoised (smaller ones are cheaper to re-read)."""
+MEMO_MAX_ENTRIES = 4096
+MEMO_FILE = "hashes.json"
+
+
+def _identity(stat: os.stat_result) -> str:
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}:{stat.st_dev}"
+
+
+def memo_sha256(path: Path) -> str:
+    """The full-content sha256 of a (large) file, memoised under the cache dir (`hashes.json`) by its
+    resolved path, size, mtime_ns, ctime_ns, inode and device: a file rewritten in place (even at the same
+    size, even with its mtime set back) changes its ctime and is hashed again; an unchanged file is not
+    re-read. A file that changes while it is hashed is hashed again and not memoised."""
+    from harness.cache import cache_dir
+
+    path = Path(path).resolve()
+    memo = cache_dir() / MEMO_FILE
+    for _ in range(3):
+        before = path.stat()
+        key = f"{path}|{_identity(before)}"
+        table = _read_memo(memo)
+        if key in table:
+            return table[key]
+        digest = sha256_file(path)
+        if _identity(path.stat()) == _identity(before):
+            _write_memo(memo, key, digest)
+            return digest
+    return digest  # still changing: the last full read, not memoised
+
+
+def _read_memo(memo: Path) -> dict[str, str]:
+    try:
+        table = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def _write_memo(memo: Path, key: str, digest: str) -> None:
+    table = _read_memo(memo)  # re-read: another process may have added entries meanwhile
+    table.pop(key, None)
+    table[key] = digest
+    while len(table) > MEMO_MAX_ENTRIES:
+        table.pop(next(iter(table)))  # the oldest entry
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(table))
+        tmp.replace(memo)
+    except OSError:  # a read-only cache dir: hashing still works, only slower next time
+        pass
+
+
+def content_sha256(path: Path) -> str:
+    """Full-content sha256 of a file: memoised when it is large (`memo_sha256`)."""
+    return memo_sha256(path) if path.stat().st_size >= MEMO_MIN_BYTES else sha256_file(path)
+
+
 def sha256_dir(path: Path) -> str:
-    """Content hash of every file below `path` (names and bytes), stable across machines."""
+    """Content hash of every file below `path` (names and full bytes), stable across machines; large files'
+    hashes are memoised (`memo_sha256`)."""
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = file.relative_to(path).as_posix()
         if rel.startswith(".") or "__pycache__" in rel:
             continue
-        digest.update(rel.encode() + b"\0" + sha256_file(file).encode() + b"\0")
+        digest.update(rel.encode() + b"\0" + content_sha256(file).encode() + b"\0")
     return digest.hexdigest()
 
 

@@ -4,7 +4,9 @@ outputs is unchanged. A mismatch is refused with a message naming what changed.
 
 What must match (the baseline's key): the suite's data and split settings (data file hashes,
 field map, holdout, seed), the engine (model weights fingerprint, backend, quantisation), the
-adapter's content hash, the generation settings, the few-shot examples and the system prompt.
+implementation that computed the outputs (the harness's backend and encoding versions and the library
+versions: `backends.implementation_info`), the adapter's content hash, the generation settings, the
+few-shot examples and the system prompt.
 Scorers and gates may change: blessed outputs are re-scored by the current suite.
 """
 
@@ -19,11 +21,12 @@ from harness._files import sha256_file, sha256_text
 from harness.errors import HarnessError
 from harness.records import load_run
 
-KEY_FIELDS = ("suite_data", "engine_fingerprint", "adapter_sha256", "outputs_sha256", "generation",
+KEY_FIELDS = ("suite_data", "engine", "implementation", "adapter_sha256", "outputs_sha256", "generation",
               "fewshot_ids", "system_prompt")
 DESCRIPTIONS = {
     "suite_data": "the suite's data or split settings",
-    "engine_fingerprint": "the model, backend or quantisation",
+    "engine": "the model weights, backend, quantisation or engine settings",
+    "implementation": "the implementation that computed the outputs",
     "adapter_sha256": "the adapter weights",
     "outputs_sha256": "the recorded outputs file",
     "generation": "the generation settings",
@@ -50,6 +53,18 @@ def variant_key(info: dict[str, Any], system_prompt: str | None) -> dict[str, An
     key = {field: info.get(field) for field in KEY_FIELDS if field != "system_prompt"}
     key["system_prompt"] = system_prompt
     return key
+
+
+def _describe(field: str, stored: Any, current: Any) -> str:
+    """What changed, in words; for the implementation, which parts and from what to what."""
+    if field != "implementation":
+        return DESCRIPTIONS[field]
+    if not isinstance(stored, dict):
+        return f"{DESCRIPTIONS[field]} (the baseline was blessed before implementation versions were recorded)"
+    current = current if isinstance(current, dict) else {}
+    parts = [f"{name} {stored.get(name)} -> {current.get(name)}" for name in sorted(set(stored) | set(current))
+             if stored.get(name) != current.get(name)]
+    return f"{DESCRIPTIONS[field]} ({', '.join(parts)})"
 
 
 def baseline_dir(root: Path, suite: str, variant: str) -> Path:
@@ -100,7 +115,7 @@ def load_blessed(root: Path, suite: str, variant: str, current_key: dict[str, An
         return None
     manifest = json.loads((target / "manifest.json").read_text())
     stored = manifest.get("key", {})
-    changed = [DESCRIPTIONS[f] for f in KEY_FIELDS if stored.get(f) != current_key.get(f)]
+    changed = [_describe(f, stored.get(f), current_key.get(f)) for f in KEY_FIELDS if stored.get(f) != current_key.get(f)]
     hint = (f"Re-bless with `harness bless RUN_DIR --variants {variant}` after a fresh run, or delete {target} "
             "to regenerate.")
     if changed:

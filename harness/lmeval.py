@@ -449,6 +449,9 @@ def _sha256_path(path: Path) -> str:
 
 def prepare(source: LmEvalSource, *, axis_direction: str = "higher") -> Prepared:
     """Resolve the suite's tasks, check them (safety, local data, metrics) and load each once."""
+    from harness.versions import check
+
+    check(["lm-eval"], "lm_eval suites")
     import lm_eval
     from lm_eval.tasks._index import Kind, TaskIndex
     from lm_eval.tasks._yaml_loader import load_yaml as lm_load_yaml
@@ -862,8 +865,10 @@ def run_variant(suite, prepared: Prepared, runner, variant, limit: int | None, p
         raise HarnessError(f"variant '{variant.name}' has recorded outputs, which cannot run lm-eval tasks "
                            "(they need log-likelihoods or live generation).")
     spec = engine_spec(variant)
+    from harness.backends import implementation_info
+
     info: dict[str, Any] = {"engine_fingerprint": runner.fingerprint(spec), "backend": spec.backend,
-                            "suite_data": prepared.data_sha256}
+                            "implementation": implementation_info(spec.backend), "suite_data": prepared.data_sha256}
     adapter = None
     if variant.adapter is not None:
         adapter = Adapter(name=variant.name, path=variant.adapter, sha256=sha256_dir(variant.adapter))

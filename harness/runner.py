@@ -28,6 +28,7 @@ from harness.backends import (
     LoglikelihoodRequest,
     create_backend,
     freeze,
+    implementation_info,
     resolve_backend_name,
 )
 from harness.cache import GenerationCache, request_key
@@ -105,8 +106,21 @@ def engine_spec(variant: Variant) -> EngineSpec:
     )
 
 
+def engine_identity(spec: EngineSpec) -> str:
+    """What an engine loads: weights (full content), backend, quantisation and output-affecting engine args,
+    without the implementation that computes with them (see `engine_fingerprint`)."""
+    return sha256_text(json.dumps(_engine_payload(spec), sort_keys=True, default=str))
+
+
 def engine_fingerprint(spec: EngineSpec) -> str:
-    """Cache identity of an engine: weights, backend, quantisation and output-affecting engine args."""
+    """Cache identity of an engine: `engine_identity` plus the implementation that computes its outputs
+    (`implementation_info`: the harness's backend/encoding versions and library versions), so outputs
+    of other weights or of other code are never served."""
+    payload = {**_engine_payload(spec), "implementation": implementation_info(spec.backend)}
+    return sha256_text(json.dumps(payload, sort_keys=True, default=str))
+
+
+def _engine_payload(spec: EngineSpec) -> dict[str, Any]:
     semantic = {k: v for k, v in spec.engine_args.items() if k not in NON_SEMANTIC_ENGINE_ARGS}
     options = spec.option_args if spec.backend == "fake" else {}
     if spec.backend == "fake":
@@ -124,14 +138,13 @@ def engine_fingerprint(spec: EngineSpec) -> str:
         if "dtype" not in semantic:  # the dtype it will load in (hardware-dependent)
             semantic["dtype"] = default_dtype(semantic.get("device"))
         semantic["merge_adapters"] = merges_adapters(semantic, spec.quantization)  # adapters' rounding differs
-    payload = {
+    return {
         "weights": weights,
         "backend": spec.backend,
         "quantization": spec.quantization,
         "engine": semantic,
         "options": options,
     }
-    return sha256_text(json.dumps(payload, sort_keys=True, default=str))
 
 
 class _Progress:
@@ -274,12 +287,18 @@ class Runner:
         self.pool = pool or BackendPool()
         self.counts = {"requests": 0, "cached": 0, "generated": 0}
         self._fingerprints: dict[EngineSpec, str] = {}
+        self._identities: dict[EngineSpec, str] = {}
 
     # -- cache-through model calls ----------------------------------------------------------
     def fingerprint(self, spec: EngineSpec) -> str:
         if spec not in self._fingerprints:
             self._fingerprints[spec] = engine_fingerprint(spec)
         return self._fingerprints[spec]
+
+    def identity(self, spec: EngineSpec) -> str:
+        if spec not in self._identities:
+            self._identities[spec] = engine_identity(spec)
+        return self._identities[spec]
 
     def _through_cache(self, spec: EngineSpec, requests: list, kind: str, tick: Callable[[int], None]):
         """Values for `requests`, from the cache where present, else from the backend (cached per batch)."""
@@ -390,6 +409,8 @@ class Runner:
         else:
             spec = engine_spec(variant)
             info["engine_fingerprint"] = self.fingerprint(spec)
+            info["engine"] = self.identity(spec)
+            info["implementation"] = implementation_info(spec.backend)
             info["backend"] = spec.backend
             adapter = None
             if variant.adapter is not None:

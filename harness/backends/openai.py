@@ -39,8 +39,11 @@ chat template, which the client does not know. Chat-context log-likelihood (what
 for multiple-choice suites) therefore raises a BackendError pointing at the `choice_letter` scorer
 or a local backend. The continuation's tokens are found by character offsets in the echoed prompt;
 a token that straddles the context/continuation boundary is counted with the continuation (and
-counted in `info()["loglikelihood"]["boundary_tokens"]`). Trailing spaces of the context move to
-the continuation, as in lm-eval and the local backends.
+counted in `info()["loglikelihood"]["boundary_tokens"]`). Trailing whitespace of the context moves to
+the continuation, as in lm-eval and the local backends (`base.split_trailing_whitespace`, part of the one
+encode convention); the server tokenizes the whole prompt with its tokenizer's default special tokens (a
+vLLM server adds BOS when its tokenizer does, as lm-eval's hf model does). The `add_bos_token` engine
+argument cannot reach a remote tokenizer and is refused here.
 
 No local adapters: an `openai` variant cannot load a PEFT directory. Serve the adapter from vLLM
 (`--enable-lora --lora-modules NAME=PATH`) and point the variant's `model` at NAME.
@@ -85,8 +88,14 @@ from harness.backends.base import (
     Generation,
     Loglikelihood,
     LoglikelihoodRequest,
+    split_trailing_whitespace,
 )
 from harness.errors import BackendError
+
+IMPLEMENTATION = "openai/1"
+"""Version of this module's outputs (generations, log-likelihoods), part of the cache identity of every
+engine it serves (runner.engine_fingerprint) and of blessed baselines: bump it by hand whenever a change here
+could change an output; tests/test_implementation.py fails until you do."""
 
 OPTION_DEFAULTS: dict[str, Any] = {
     "timeout": 120.0,
@@ -246,6 +255,10 @@ class OpenAIBackend(Backend):
             self._headers["Authorization"] = f"Bearer {self._key}"
         self._secrets = [s for s in [self._key, *headers.values()] if s and len(s) >= 8]
         engine = spec.engine_args
+        if engine.get("add_bos_token") is not None:
+            raise BackendError(f"{where}: engine add_bos_token cannot be applied by the openai backend: the server "
+                               "tokenizes the prompt with its own tokenizer's default. Remove it, or score this "
+                               "variant on a local backend (transformers / vllm).")
         self.batch_size = int(engine.get("batch_size", 2 * self.max_concurrency))
         self.ignored_engine_args = sorted(k for k in engine if k != "batch_size")
         self.trust_env = (parts.hostname or "").lower() not in LOOPBACK
@@ -489,11 +502,8 @@ class OpenAIBackend(Backend):
     # -- log-likelihood -------------------------------------------------------------------
     @staticmethod
     def _split(request: LoglikelihoodRequest) -> tuple[str, str]:
-        context, continuation = str(request.context), request.continuation
-        spaces = len(context) - len(context.rstrip(" "))
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        return context, continuation
+        # The one encode convention's text step (harness/backends/base.py); the server tokenizes.
+        return split_trailing_whitespace(str(request.context), request.continuation)
 
     def _completion_payload(self, context: str, continuation: str) -> dict[str, Any]:
         return {"model": self.model, "prompt": context + continuation, "max_tokens": 0, "echo": True,

@@ -28,11 +28,17 @@ from harness.backends.base import (
     GenerateRequest,
     Loglikelihood,
     LoglikelihoodRequest,
+    encode_pair,
 )
 from harness.errors import AdapterError, BackendError
 from harness.models import resolve_model_path
 
-ENGINE_KEYS = {"dtype", "device", "batch_size", "attn_implementation", "max_length", "merge_adapters"}
+IMPLEMENTATION = "transformers/1"
+"""Version of this module's outputs (generations, log-likelihoods), part of the cache identity of every
+engine it serves (runner.engine_fingerprint) and of blessed baselines: bump it by hand whenever a change here
+could change an output; tests/test_implementation.py fails until you do."""
+
+ENGINE_KEYS = {"dtype", "device", "batch_size", "attn_implementation", "max_length", "merge_adapters", "add_bos_token"}
 PREFIX_MIN_TOKENS = 64  # shorter shared prefixes are cheaper to recompute than to copy per batch
 SCORE_PREFIX_MIN_TOKENS = 8  # scoring copies the prefix once per batch of contexts, not per continuation
 LOGIT_BLOCK_ROWS = 8  # rows of logits converted to float32 at a time when scoring (the block stays in cache)
@@ -695,19 +701,7 @@ class TransformersBackend(Backend):
 
     # -- log-likelihood -------------------------------------------------------------------
     def _encode_pair(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
-        context = self.render(request.chat_messages) if request.is_chat else request.context
-        continuation = request.continuation
-        # lm-eval's convention: trailing spaces of the context belong to the continuation.
-        spaces = len(context) - len(context.rstrip(" "))
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        whole = self.tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-        ctx = self.tokenizer(context, add_special_tokens=False)["input_ids"]
-        cont = whole[len(ctx) :]
-        if not ctx:  # score the first token too: condition on a start token
-            bos = self.tokenizer.bos_token_id
-            ctx = [bos if bos is not None else self.tokenizer.eos_token_id]
-        return ctx, cont
+        return encode_pair(self, request)  # the one encode convention (harness/backends/base.py)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         """Sum of log P(continuation | context) per request, and whether it is the greedy continuation.

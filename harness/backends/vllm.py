@@ -5,8 +5,9 @@ load; base + N adapters share it (multi-LoRA), so an evaluation of base + adapte
 
 Prompts are rendered with the model tokenizer's chat template and tokenised exactly as the
 transformers backend does (same template call, `add_special_tokens=False`), then handed to vLLM as
-token ids, so both backends see identical prompts; log-likelihoods use the same `_encode_pair`
-convention (lm-eval: trailing context spaces move to the continuation) and vLLM's `prompt_logprobs`.
+token ids, so both backends see identical prompts; log-likelihoods use the one encode convention
+(`harness.backends.base.encode_pair`: raw text as lm-eval's hf model tokenizes it, BOS and `add_bos_token`
+included; chat contexts as the chat template renders them) and vLLM's `prompt_logprobs`.
 
 Engine arguments (`engine = {...}` in models.toml) pass through to `vllm.LLM` unchanged
 (tensor_parallel_size, data_parallel_size, gpu_memory_utilization, max_model_len, dtype,
@@ -56,9 +57,16 @@ from harness.backends.base import (
     Generation,
     Loglikelihood,
     LoglikelihoodRequest,
+    check_add_bos_token,
+    encode_pair,
 )
 from harness.errors import AdapterError, BackendError, did_you_mean
 from harness.models import resolve_model_path
+
+IMPLEMENTATION = "vllm/1"
+"""Version of this module's outputs (generations, log-likelihoods), part of the cache identity of every
+engine it serves (runner.engine_fingerprint) and of blessed baselines: bump it by hand whenever a change here
+could change an output; tests/test_implementation.py fails until you do."""
 
 HARNESS_KEYS = {"batch_size"}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -158,6 +166,7 @@ class VLLMBackend(Backend):
         self.device = str(getattr(current_platform, "device_type", "") or "unknown")
         engine = spec.engine_args
         self.batch_size = int(engine.pop("batch_size", type(self).batch_size))
+        check_add_bos_token(engine.pop("add_bos_token", None))  # read by the encode convention, not by vLLM
         _check_engine_keys(engine)
         self.path = resolve_model_path(spec.model)
         self.user_lora_rank = "max_lora_rank" in engine
@@ -377,10 +386,7 @@ class VLLMBackend(Backend):
 
     # -- log-likelihood -------------------------------------------------------------------
     def _encode_pair(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
-        # The transformers backend's convention, shared so both backends score the same tokens.
-        from harness.backends.transformers import TransformersBackend
-
-        return TransformersBackend._encode_pair(self, request)  # type: ignore[arg-type]
+        return encode_pair(self, request)  # the one encode convention (harness/backends/base.py)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         from vllm import SamplingParams
