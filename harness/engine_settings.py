@@ -40,8 +40,10 @@ TRANSFORMERS = {s.name: s for s in (
     Setting("attn_implementation", str, None, "transformers attention implementation (eager, sdpa, ...)"),
     Setting("max_length", int, None, "prompt + generation token limit"),
     Setting("merge_adapters", bool, True, "merge a LoRA adapter into the weights while its requests run"),
+    Setting("add_bos_token", bool, None, "raw-text scoring: force the tokenizer's BOS on or off (lm-eval's add_bos_token)"),
 )}
 BATCH_ONLY = {"batch_size": Setting("batch_size", int, None, "requests handed to the backend at once")}
+VLLM = {**BATCH_ONLY, "add_bos_token": TRANSFORMERS["add_bos_token"]}
 VLLM_FALLBACK = (
     "dtype", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "gpu_memory_utilization",
     "max_model_len", "max_num_seqs", "max_num_batched_tokens", "enforce_eager", "enable_prefix_caching",
@@ -89,7 +91,7 @@ def declared(backend: str) -> tuple[dict[str, Setting], frozenset[str], str]:
         return TRANSFORMERS, frozenset(), "the transformers backend's settings"
     if backend == "vllm":
         names, source = vllm_engine_keys()
-        return BATCH_ONLY, names, source + " plus batch_size"
+        return VLLM, names, source + " plus batch_size and add_bos_token"
     local = frozenset(TRANSFORMERS) | vllm_engine_keys()[0]
     return BATCH_ONLY, local, f"batch_size (settings of the local backends are accepted and unused by {backend})"
 
