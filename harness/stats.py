@@ -135,6 +135,14 @@ __all__ = [
     "mde_paired_continuous",
     "required_n_paired_binary",
     "required_n_paired_continuous",
+    "MIN_CLUSTERS",
+    "PairedTest",
+    "paired_test",
+    "paired_mde",
+    "tango_interval",
+    "tango_p_greater",
+    "clopper_pearson",
+    "threshold_estimate",
 ]
 
 # Exact sign-flip enumeration up to this many non-zero differences (2^16 patterns).
@@ -993,3 +1001,211 @@ def noninferiority_p(
     boot_rng, _ = np.random.default_rng(seed).spawn(2)  # same stream as noninferiority_bound
     p, _ = _diff_bca(d, codes, g, 0.9, bres, boot_rng, null=-m)
     return p
+
+
+# --------------------------------------------------------------------------
+# One decision, one interval: the tests gates and comparison tables decide by
+# --------------------------------------------------------------------------
+
+MIN_CLUSTERS = 10
+"""Below this many clusters cluster-robust intervals are not trusted: gates say INCONCLUSIVE."""
+
+
+def tango_p_greater(a_only: int, b_only: int, n: int, delta: float) -> float:
+    """One-sided Tango (1998) score p-value for H1: p10 - p01 > delta (paired binary, n pairs)."""
+    d = float(delta)
+    if d >= 1.0:  # H1 impossible
+        return 1.0
+    if d <= -1.0:  # H0 "diff <= -1" only holds if every pair is (a=0, b=1)
+        return 1.0 if b_only == n else 0.0
+    return float(stats.norm.sf(_tango_score(a_only, b_only, n, d)))
+
+
+def tango_interval(a_only: int, b_only: int, n: int, confidence: float) -> tuple[float, float]:
+    """Two-sided Tango (1998) score interval for p10 - p01: the deltas its score test does not reject.
+
+    Each end is the one-sided (1 + confidence) / 2 bound, so the lower end exceeds ``delta`` exactly
+    when :func:`tango_p_greater` at ``delta`` is below (1 - confidence) / 2.
+    """
+    conf = _check_prob(confidence, "confidence")
+    z = float(stats.norm.ppf(0.5 + conf / 2.0))
+    return _tango_lower(a_only, b_only, n, z), -_tango_lower(b_only, a_only, n, z)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired comparison decided by the test whose interval it carries.
+
+    ``p_greater[k]`` is the one-sided p for H1: mean(a - b) > ``nulls[k]``; the two-sided interval at
+    ``confidence`` has its lower end above ``nulls[k]`` exactly when ``p_greater[k] < (1 - confidence) / 2``
+    (Tango: by inversion of the same score test; bootstrap: the p inverts the same BCa endpoint). The
+    p-value for H1: mean(a - b) < null is ``1 - p_greater`` (continuous test statistics).
+    """
+
+    estimate_a: float
+    estimate_b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    nulls: tuple[float, ...]
+    p_greater: tuple[float, ...]
+    method: str  # "tango-score" | "bca-bootstrap" | "cluster-bca-bootstrap"
+    n: int
+    n_clusters: int | None
+    a_only: int | None
+    b_only: int | None
+
+    def p(self, null: float, alternative: str = "greater") -> float:
+        """One-sided p for H1: diff > null ("greater") or diff < null ("less"); two-sided ("two-sided")."""
+        k = self.nulls.index(null)
+        pg = self.p_greater[k]
+        if alternative == "greater":
+            return pg
+        if alternative == "less":
+            return min(1.0, max(0.0, 1.0 - pg))
+        if alternative == "two-sided":
+            return min(1.0, 2.0 * min(pg, 1.0 - pg))
+        raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
+
+
+def paired_test(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    nulls: Sequence[float] = (0.0,),
+    confidence: float = 0.95,
+    clusters: Sequence[Hashable] | None = None,
+    n_resamples: int = 10_000,
+    seed: int | None = 0,
+) -> PairedTest:
+    """Difference mean(a - b), its two-sided interval and the one-sided p-values that invert it.
+
+    Binary scores without clusters: Tango's score test and its interval (margin 0 and any margin alike,
+    so ``A > B`` and ``A >= B - 0`` are one test). Otherwise: the paired (cluster) BCa bootstrap interval
+    and the p-values that invert its endpoints, from the same bootstrap draws.
+    """
+    xa, xb = _paired(a, b)
+    conf = _check_prob(confidence, "confidence")
+    bres = _check_resamples(n_resamples)
+    null_values = tuple(float(v) for v in nulls)
+    for v in null_values:
+        if not math.isfinite(v):
+            raise ValueError(f"nulls must be finite, got {v!r}")
+    n = int(xa.size)
+    d = _differences(xa, xb)
+    diff = float(d.sum() / n)
+    binary = is_binary(xa) and is_binary(xb)
+    codes: np.ndarray | None = None
+    g = 0
+    if clusters is not None:
+        codes, g = _cluster_codes(clusters, n)
+    a_only = b_only = None
+    if binary:
+        a_only = int(np.count_nonzero(d > 0))
+        b_only = int(np.count_nonzero(d < 0))
+    if binary and codes is None:
+        lo, hi = tango_interval(a_only, b_only, n, conf)
+        ps = tuple(tango_p_greater(a_only, b_only, n, v) for v in null_values)
+        method = "tango-score"
+    else:
+        boot_rng, _ = np.random.default_rng(seed).spawn(2)  # the stream paired_compare's CI uses
+        if codes is None:
+            num, den = d, None
+        else:
+            num, den = _cluster_sums(d, codes, g)
+        theta = diff
+        boot = None if _is_constant(d) else _bootstrap_ratio(num, den, bres, boot_rng)
+        if boot is None or np.all(boot == boot[0]):
+            lo = hi = theta
+            ps = tuple(0.0 if theta > v else 1.0 for v in null_values)
+        else:
+            accel = _jackknife_accel(num, den)
+            lo, hi = _bca_from_boot(theta, boot, accel, conf)
+            ps = tuple(_bca_pvalue_lower(theta, boot, accel, v) for v in null_values)
+        method = "bca-bootstrap" if codes is None else "cluster-bca-bootstrap"
+    return PairedTest(
+        estimate_a=float(xa.mean()), estimate_b=float(xb.mean()), diff=diff, ci_low=float(lo), ci_high=float(hi),
+        confidence=conf, nulls=null_values, p_greater=ps, method=method, n=n,
+        n_clusters=None if codes is None else g, a_only=a_only, b_only=b_only,
+    )
+
+
+def paired_mde(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    clusters: Sequence[Hashable] | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> float:
+    """Minimum detectable |mean(a - b)| of a two-sided level-``alpha`` paired test (as in paired_compare)."""
+    xa, xb = _paired(a, b)
+    al = _check_prob(alpha, "alpha")
+    pw = _check_prob(power, "power")
+    n = int(xa.size)
+    d = _differences(xa, xb)
+    n_eff = float(n)
+    if clusters is not None:
+        codes, g = _cluster_codes(clusters, n)
+        n_eff = n / _design_effect(d, codes, g, ddof=1)
+    if is_binary(xa) and is_binary(xb):
+        return _mde_binary_observed(n_eff, int(np.count_nonzero(d)) / n, al, pw)
+    sd = 0.0 if _is_constant(d) else float(np.std(d, ddof=1))
+    return _mde_continuous(sd, n_eff, al, pw)
+
+
+def clopper_pearson(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided interval; each end is the exact one-sided (1 + confidence) / 2 bound.
+
+    ``successes`` and ``n`` may be fractional (effective counts, Korn & Graubard 1998).
+    """
+    k, m = float(successes), float(n)
+    if not (m > 0 and 0.0 <= k <= m):
+        raise ValueError(f"need 0 <= successes <= n and n > 0, got successes={successes}, n={n}")
+    tail = (1.0 - _check_prob(confidence, "confidence")) / 2.0
+    lo = 0.0 if k <= 0.0 else float(stats.beta.ppf(tail, k, m - k + 1.0))
+    hi = 1.0 if k >= m else float(stats.beta.ppf(1.0 - tail, k + 1.0, m - k))
+    return lo, hi
+
+
+def threshold_estimate(
+    scores: ArrayLike,
+    *,
+    clusters: Sequence[Hashable] | None = None,
+    confidence: float = 0.90,
+    n_resamples: int = 10_000,
+    seed: int | None = 0,
+) -> Estimate:
+    """The rate a threshold gate decides by, with its two-sided interval (ends = one-sided bounds).
+
+    * binary, unclustered: Clopper-Pearson (exact: a one-sided bound's size is <= its level for every n);
+    * binary, clustered: Korn & Graubard (1998): Clopper-Pearson on the effective sample size
+      ``n / deff`` (deff floored at 1) further shrunk by ``(z / t_{G-1})^2``; when every case scores
+      the same the design effect cannot be estimated and the worst case is used (effective n = the
+      number of clusters), never the unadjusted n;
+    * continuous: BCa bootstrap; clustered: ``mean +/- t_{G-1} * CR1 se``.
+    """
+    x = _scores(scores)
+    conf = _check_prob(confidence, "confidence")
+    n = int(x.size)
+    if not is_binary(x):
+        est = estimate(x, clusters=clusters, confidence=conf, n_resamples=n_resamples, seed=seed)
+        return est
+    k = float(x.sum())
+    if clusters is None:
+        lo, hi = clopper_pearson(k, n, conf)
+        return Estimate(k / n, lo, hi, n, "clopper-pearson")
+    codes, g = _cluster_codes(clusters, n)
+    p = k / n
+    sums, sizes = _cluster_sums(x, codes, g)
+    var = _cluster_var_of_mean(sums, sizes)
+    if p <= 0.0 or p >= 1.0 or var <= 0.0:
+        n_eff = float(min(n, g)) if (p <= 0.0 or p >= 1.0) else float(n)
+    else:
+        n_eff = min(float(n), p * (1.0 - p) / var)
+    z = float(stats.norm.ppf(0.5 + conf / 2.0))
+    t = float(stats.t.ppf(0.5 + conf / 2.0, g - 1))
+    n_eff *= (z / t) ** 2
+    lo, hi = clopper_pearson(p * n_eff, n_eff, conf)
+    return Estimate(p, lo, hi, n, "cluster-clopper-pearson")
