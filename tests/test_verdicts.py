@@ -2,6 +2,7 @@
 enumeration of every 2x2 table at small n, and the statistics checked against scipy/statsmodels."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -287,3 +288,51 @@ def test_continuous_gate_decides_by_its_bootstrap_interval():
                 assert r.diff_ci[0] > boundary
             if r.verdict == FAIL:
                 assert r.diff_ci[1] < (0.05 if boundary == 0 else boundary)
+
+
+# -- equivalence (TOST) ------------------------------------------------------------------------
+
+def test_equivalence_gate_parses_and_refuses_malformed_spellings():
+    g = parse_gate("small.accuracy ~= large.accuracy +- 0.02")
+    assert g.kind == "equivalence" and g.margin == 0.02 and g.other == "large"
+    assert parse_gate("small.accuracy ~= large.accuracy ± 0.02").margin == 0.02
+    for bad, why in [("a.m ~= b.m", "needs a positive margin"), ("a.m ~= b.m - 0.02", "needs a positive margin"),
+                     ("a.m >= b.m +- 0.02", "'+-' belongs to equivalence"), ("a.m ~= 0.5", "compares two variants"),
+                     ("a.m >= b.m - 0.02 min_effect=0.1", "min_effect applies to superiority"),
+                     ("a.m > b.m min_effect=0", "must be positive")]:
+        with pytest.raises(ValueError, match=re.escape(why)):
+            parse_gate(bad)
+
+
+def test_equivalence_is_tost_on_the_printed_interval():
+    """A fine-tuned small model that must match a larger one: PASS inside +-margin, FAIL outside, and the
+    p-value is the larger of the two one-sided p-values of the same Tango test."""
+    a, b = pairs(2000, 30, 26, both=900)  # diff +0.002
+    r = verdict_of(a, b, "a.m ~= b.m +- 0.02")
+    t = stats.paired_test(a, b, nulls=(-0.02, 0.02), confidence=0.9)
+    assert r.p_value == pytest.approx(max(t.p(-0.02, "greater"), t.p(0.02, "less")))
+    assert r.verdict == PASS and -0.02 < r.diff_ci[0] < r.diff_ci[1] < 0.02
+    a, b = pairs(2000, 200, 40, both=900)  # diff +0.08
+    r = verdict_of(a, b, "a.m ~= b.m +- 0.02")
+    assert r.verdict == FAIL and r.diff_ci[0] >= 0.02
+    a, b = pairs(100, 4, 2, both=40)
+    assert verdict_of(a, b, "a.m ~= b.m +- 0.02").verdict == INCONCLUSIVE
+
+
+def test_suite_min_effect_and_equivalence_gates_load(tmp_path):
+    from harness.errors import ConfigError, GateError
+    from harness.suite import load_suite
+    from tests.conftest import chat_rows, write, write_jsonl
+
+    write_jsonl(tmp_path / "data.jsonl", chat_rows(20))
+    body = ("suite: t\ndata: {path: data.jsonl}\nvariants: [base, ft]\nscorers:\n  accuracy: exact_match\n"
+            "min_effect: 0.1\ngates:\n  - ft.accuracy > base.accuracy\n  - ft.accuracy > base.accuracy min_effect=0.02\n"
+            "  - ft.accuracy ~= base.accuracy +- 0.03\n")
+    suite = load_suite(write(tmp_path / "s.yaml", body))
+    assert suite.min_effect == 0.1
+    assert [g.kind for g in suite.gates] == ["superiority", "superiority", "equivalence"]
+    assert suite.gates[1].min_effect == 0.02
+    with pytest.raises(ConfigError, match="s.yaml:6"):
+        load_suite(write(tmp_path / "s.yaml", body.replace("min_effect: 0.1", "min_effect: -1")))
+    with pytest.raises(GateError, match="s.yaml:10"):
+        load_suite(write(tmp_path / "s.yaml", body.replace("+- 0.03", "- 0.03 +- 0.03")))

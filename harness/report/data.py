@@ -245,15 +245,20 @@ def _forest(rows, gates) -> list[dict[str, Any]]:
                      "p_adjustment": (g.get("extra") or {}).get("p_adjustment"), "verdict": g["verdict"]}
         margins = []
         for g in gates:
-            if g["kind"] != "non-inferiority" or g["suite"] != p["suite"] or g.get("axis") != p["axis"]:
+            if g["kind"] not in ("non-inferiority", "equivalence") or g["suite"] != p["suite"] \
+                    or g.get("axis") != p["axis"]:
                 continue
             if (g["variant"], g.get("baseline")) == (p["variant"], p["baseline"]):
-                boundary = _gate_boundary(g)
+                sign = 1
             elif (g["variant"], g.get("baseline")) == (p["baseline"], p["variant"]):
-                boundary = -_gate_boundary(g)  # the gate reads B - A; the plot shows A - B
+                sign = -1  # the gate reads B - A; the plot shows A - B
             else:
                 continue
-            margins.append({"gate": g["gate"], "boundary": boundary, "verdict": g["verdict"]})
+            if g["kind"] == "equivalence":  # both ends of +-margin
+                for boundary in (-(g.get("margin") or 0.0), g.get("margin") or 0.0):
+                    margins.append({"gate": g["gate"], "boundary": boundary, "verdict": g["verdict"]})
+                continue
+            margins.append({"gate": g["gate"], "boundary": sign * _gate_boundary(g), "verdict": g["verdict"]})
         out.append({"suite": p["suite"], "axis": p["axis"], "variant": p["variant"], "baseline": p["baseline"],
                     "direction": p["direction"], "source": p["source"], "diff": diff, "ci_low": low, "ci_high": high,
                     "margins": margins, **entry})
