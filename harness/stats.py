@@ -1209,3 +1209,194 @@ def threshold_estimate(
     n_eff *= (z / t) ** 2
     lo, hi = clopper_pearson(p * n_eff, n_eff, conf)
     return Estimate(p, lo, hi, n, "cluster-clopper-pearson")
+
+
+# --------------------------------------------------------------------------
+# Planning: exact power of the tests the gates decide by
+# --------------------------------------------------------------------------
+
+PLAN_KINDS = ("superiority", "non-inferiority", "equivalence", "threshold")
+
+
+def _tango_score_vec(b: np.ndarray, c: np.ndarray, n: int, delta: float) -> np.ndarray:
+    """_tango_score over arrays of discordant counts (same closed form, same degenerate cases)."""
+    b = b.astype(float)
+    c = c.astype(float)
+    w = -b - c + (2.0 * n - b + c) * delta
+    q21 = (np.sqrt(np.maximum(w * w + 8.0 * n * c * delta * (1.0 - delta), 0.0)) - w) / (4.0 * n)
+    num = b - c - n * delta
+    var = n * (2.0 * q21 + delta * (1.0 - delta))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = num / np.sqrt(var)
+    degenerate = var <= 0.0
+    out[degenerate] = np.where(num[degenerate] == 0.0, 0.0, np.copysign(np.inf, num[degenerate]))
+    return out
+
+
+def _check_cells(p10: float, p01: float) -> tuple[float, float]:
+    a, b = float(p10), float(p01)
+    if not (0.0 <= a and 0.0 <= b and a + b <= 1.0 and a + b > 0.0):
+        raise ValueError(f"need p10, p01 >= 0 with 0 < p10 + p01 <= 1 (discordance), got p10={p10!r}, p01={p01!r}")
+    return a, b
+
+
+def power_paired_binary(n: int, p10: float, p01: float, *, kind: str = "superiority", margin: float = 0.0,
+                        alpha: float = 0.05, two_sided: bool = False) -> float:
+    """Exact probability that the gate's Tango test PASSes with n pairs, cells p10 = P(A only), p01 = P(B only).
+
+    Sums the trinomial over every (A-only, B-only) count: superiority PASSes when the score at 0 exceeds
+    z_{1-alpha} (two_sided: |score| > z_{1-alpha/2}, either direction), non-inferiority when the score at
+    -margin does, equivalence when both one-sided tests at -margin and +margin reject (TOST).
+    """
+    m = _count(n, "n")
+    if m < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    q10, q01 = _check_cells(p10, p01)
+    al = _check_prob(alpha, "alpha", upper_exclusive=0.5)
+    if kind not in PLAN_KINDS[:3]:
+        raise ValueError(f"kind must be one of {PLAN_KINDS[:3]}, got {kind!r}")
+    mg = float(margin)
+    def span(q: float) -> np.ndarray:  # counts holding all but ~1e-20 of a Bin(m, q)'s mass
+        sd = math.sqrt(m * q * (1.0 - q))
+        return np.arange(max(0, math.floor(m * q - 10.0 * sd - 10)), min(m, math.ceil(m * q + 10.0 * sd + 10)) + 1)
+
+    b = span(q10)
+    pb = stats.binom.pmf(b, m, q10)
+    cond = 0.0 if q10 >= 1.0 else min(1.0, q01 / (1.0 - q10))
+    c = span(q01)
+    bb, cc = np.meshgrid(b, c, indexing="ij")
+    valid = cc <= m - bb
+    pc = np.where(valid, stats.binom.pmf(cc, m - bb, cond), 0.0)
+    weight = pb[:, None] * pc
+    bb, cc, weight = bb[valid], cc[valid], weight[valid]
+    if kind == "superiority":
+        s = _tango_score_vec(bb, cc, m, 0.0)
+        if two_sided:
+            z = float(stats.norm.ppf(1.0 - al / 2.0))
+            reject = np.abs(s) > z
+        else:
+            reject = s > float(stats.norm.ppf(1.0 - al))
+    elif kind == "non-inferiority":
+        reject = _tango_score_vec(bb, cc, m, -mg) > float(stats.norm.ppf(1.0 - al))
+    else:
+        z = float(stats.norm.ppf(1.0 - al))
+        reject = (_tango_score_vec(bb, cc, m, -mg) > z) & (_tango_score_vec(bb, cc, m, mg) < -z)
+    return float(np.sum(weight[reject]))
+
+
+def _threshold_critical(n: int, threshold: float, alpha: float) -> int:
+    """Smallest k whose Clopper-Pearson one-sided (1 - alpha) lower bound reaches ``threshold`` (n + 1: none)."""
+    lo, hi = 0, n + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if clopper_pearson(mid, n, 1.0 - 2.0 * alpha)[0] >= threshold:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def power_threshold(n: int, rate: float, threshold: float, *, alpha: float = 0.05) -> float:
+    """Exact probability that ``A.m >= threshold`` PASSes (Clopper-Pearson bound) with n cases at true ``rate``."""
+    m = _count(n, "n")
+    if m < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    k = _threshold_critical(m, float(threshold), _check_prob(alpha, "alpha", upper_exclusive=0.5))
+    return 0.0 if k > m else float(stats.binom.sf(k - 1, m, float(rate)))
+
+
+def _smallest_n(power_at, target: float, start: int, n_max: int, lookback: float = 0.1) -> int | None:
+    """Smallest n with power_at(n) >= target: bisection to a first n, then a scan down over the last
+    ``lookback`` share of it (exact power is a sawtooth in n, so a smaller n can reach the target too)."""
+    lo = max(2, int(start * 0.5))
+    hi = max(lo + 1, int(start * 1.2) + 1)
+    while power_at(hi) < target:
+        lo = hi
+        hi *= 2
+        if hi > n_max:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if power_at(mid) >= target:
+            hi = mid
+        else:
+            lo = mid
+    best = hi
+    for n in range(hi - 1, max(1, hi - 20 - int(hi * lookback)), -1):
+        if power_at(n) >= target:
+            best = n
+    return best
+
+
+def required_n_gate_binary(kind: str, *, effect: float, discordance: float, margin: float = 0.0,
+                           alpha: float = 0.05, power: float = 0.8, two_sided: bool = False,
+                           n_max: int = 200_000) -> int | None:
+    """Cases a paired pass/fail gate needs to PASS with probability ``power`` (exact, the gate's own test).
+
+    ``effect`` is the true A - B (superiority: the improvement to detect; non-inferiority/equivalence: the
+    assumed true difference, often 0), ``discordance`` the share of cases where the variants disagree.
+    None when no n up to ``n_max`` reaches the power.
+    """
+    delta, psi = float(effect), float(discordance)
+    if not (0.0 < psi <= 1.0):
+        raise ValueError(f"discordance must be in (0, 1], got {discordance!r}")
+    if abs(delta) > psi:
+        raise ValueError(f"|effect| must not exceed the discordance (|p10 - p01| <= p10 + p01), got {effect!r}")
+    pw = _check_prob(power, "power")
+    mg = float(margin)
+    if kind == "superiority" and delta <= 0:
+        raise ValueError("a superiority plan needs a positive effect (the improvement to detect)")
+    if kind == "non-inferiority" and not (mg > 0 and delta > -mg):
+        raise ValueError("a non-inferiority plan needs margin > 0 and a true effect above -margin")
+    if kind == "equivalence" and not (mg > 0 and abs(delta) < mg):
+        raise ValueError("an equivalence plan needs margin > 0 and a true effect inside +-margin")
+    p10, p01 = (psi + delta) / 2.0, (psi - delta) / 2.0
+    z = float(stats.norm.ppf(1.0 - alpha / (2.0 if two_sided else 1.0))) + float(stats.norm.ppf(pw))
+    gap = delta + mg if kind != "equivalence" else mg - abs(delta)
+    start = max(4, math.ceil(z * z * psi / (gap * gap)))
+    return _smallest_n(lambda n: power_paired_binary(n, p10, p01, kind=kind, margin=mg, alpha=alpha,
+                                                     two_sided=two_sided), pw, start, n_max)
+
+
+def required_n_threshold(rate: float, threshold: float, *, alpha: float = 0.05, power: float = 0.8,
+                         n_max: int = 200_000) -> int | None:
+    """Cases an ``A.m >= threshold`` gate needs to PASS with probability ``power`` at true ``rate`` (exact)."""
+    p, t = float(rate), float(threshold)
+    if not (0.0 < t < p <= 1.0):
+        raise ValueError(f"need 0 < threshold < rate <= 1 (a rate that clears the threshold), got rate={rate!r}, "
+                         f"threshold={threshold!r}")
+    pw = _check_prob(power, "power")
+    z = float(stats.norm.ppf(1.0 - alpha)) + float(stats.norm.ppf(pw))
+    start = max(2, math.ceil(z * z * p * (1 - p) / ((p - t) ** 2)))
+    return _smallest_n(lambda n: power_threshold(n, p, t, alpha=alpha), pw, start, n_max, lookback=0.3)
+
+
+def required_n_gate_continuous(kind: str, *, effect: float, sd_diff: float, margin: float = 0.0,
+                               alpha: float = 0.05, power: float = 0.8, two_sided: bool = False) -> int:
+    """Cases a paired continuous gate needs (noncentral-t power; the gate itself uses a bootstrap)."""
+    delta, mg = float(effect), float(margin)
+    if kind == "superiority":
+        return required_n_paired_continuous(delta, sd_diff, alpha=alpha if two_sided else 2 * alpha, power=power)
+    if kind == "non-inferiority":
+        return required_n_paired_continuous(delta + mg, sd_diff, alpha=2 * alpha, power=power)
+    if kind != "equivalence":
+        raise ValueError(f"kind must be one of {PLAN_KINDS[:3]}, got {kind!r}")
+    sd = float(sd_diff)
+    if not (mg > 0 and abs(delta) < mg and sd > 0):
+        raise ValueError("an equivalence plan needs margin > 0, |effect| < margin and sd_diff > 0")
+    pw = _check_prob(power, "power")
+
+    def tost_power(n: int) -> float:
+        df, se = n - 1, sd / math.sqrt(n)
+        t = float(stats.t.ppf(1.0 - alpha, df))
+        return max(0.0, float(stats.nct.cdf(-t, df, (delta - mg) / se) - stats.nct.cdf(t, df, (delta + mg) / se)))
+
+    lo, hi = 2, 4
+    while tost_power(hi) < pw:
+        lo, hi = hi, hi * 2
+        if hi > 10_000_000:  # pragma: no cover - defensive
+            raise ValueError("no n reaches the power")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if tost_power(mid) >= pw else (mid, hi)
+    return hi
