@@ -44,6 +44,7 @@ def compare_run(run: Run, baseline: str | None = None) -> tuple[list[dict[str, A
 
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
+    baseline_estimates: dict[tuple, Any] = {}
     for suite, info in run.manifest.get("suites", {}).items():
         ran = info.get("variants", [])
         base = baseline or info.get("baseline") or (ran[0] if ran else None)
@@ -83,7 +84,10 @@ def compare_run(run: Run, baseline: str | None = None) -> tuple[list[dict[str, A
                                     "treats the cases as independent (gates on it are INCONCLUSIVE)")
                     keys = None
                 est_a = stats.estimate(a, clusters=keys)
-                est_b = stats.estimate(b, clusters=keys)
+                b_key = (suite, axis, tuple(shared), keys is not None)
+                if b_key not in baseline_estimates:  # the baseline's rate on these cases: once, not per variant
+                    baseline_estimates[b_key] = stats.estimate(b, clusters=keys)
+                est_b = baseline_estimates[b_key]
                 cmp = stats.paired_test(a, b, nulls=(0.0,), confidence=CONFIDENCE, clusters=keys)
                 row.update(
                     estimate=est_a.value, estimate_ci=[est_a.ci_low, est_a.ci_high],

@@ -84,6 +84,20 @@ the ``noninferiority_bound`` at ``alpha`` exceeds ``-margin`` (BCa: up to the
 bootstrap quantile interpolation).  ``direction=-1`` is for lower-is-better
 scores (it swaps a and b).
 
+Gates and comparison tables (:func:`paired_test`, :func:`threshold_estimate`)
+  * One decision, one interval: :func:`paired_test` returns the difference, its two-sided interval
+    and the one-sided p-values of the *same* test at any null, so that p < (1 - confidence) / 2
+    exactly when the interval clears the null. Binary unclustered: Tango's score test and interval
+    (:func:`tango_interval`, :func:`tango_p_greater`) at every margin including 0. Otherwise: the
+    paired (cluster) BCa bootstrap and the p-values inverting its endpoints, from the same draws.
+    (:func:`paired_compare` keeps exact McNemar / sign-flip for callers that want those tests.)
+  * :func:`threshold_estimate`: Clopper-Pearson (binary), Korn-Graubard (binary, clustered; the
+    worst-case design effect when every case scores the same), BCa / cluster-se (continuous).
+  * Planning: :func:`power_paired_binary` / :func:`power_threshold` are exact (a sum over every
+    outcome of the gates' own tests); :func:`required_n_gate_binary`, :func:`required_n_threshold`,
+    :func:`required_n_gate_continuous` (noncentral t) give the cases a gate needs.
+  See docs/statistics.md for the decision rule and its measured error rates.
+
 Multiplicity: Holm step-down (FWER) and Benjamini-Hochberg (FDR) adjusted
 p-values, both monotone in the raw p-values and capped at 1.
 
@@ -143,6 +157,11 @@ __all__ = [
     "tango_p_greater",
     "clopper_pearson",
     "threshold_estimate",
+    "power_paired_binary",
+    "power_threshold",
+    "required_n_gate_binary",
+    "required_n_gate_continuous",
+    "required_n_threshold",
 ]
 
 # Exact sign-flip enumeration up to this many non-zero differences (2^16 patterns).
