@@ -3,8 +3,8 @@ and axis, with intervals, the paired test, raw and Benjamini-Hochberg-adjusted p
 minimum detectable effect.
 
 Each row is decided by the test whose interval it prints (`stats.paired_test`: Tango's score test and
-interval for pass/fail scores, the paired BCa bootstrap otherwise), two-sided at 95%, so a row is
-"better" or "worse" only when its interval excludes 0. The table is exploratory: its adjusted column
+interval for pass/fail scores, the cluster-robust t with clusters, the paired BCa bootstrap otherwise),
+two-sided at 95%, so a row is "better" or "worse" only when its interval excludes 0. The table is exploratory: its adjusted column
 is Benjamini-Hochberg over the table's rows (`p_adjustment` says so in every row); gates use Holm
 over the paired gates of their suite (`harness.gates`), and print their own adjusted p.
 

@@ -11,8 +11,9 @@ test; with a margin `A.m >= B.m - 0.02` is non-inferiority (A may be at most 0.0
 `A.m <= B.m + 0.02` the same for lower-is-better axes.
 
 The three-way rule (docs/statistics.md): every comparison gate is decided by one test and its
-1 - 2*alpha interval of A - B (Tango's score interval for pass/fail scores, the paired BCa bootstrap
-otherwise), oriented so that "better" is positive:
+1 - 2*alpha interval of A - B (Tango's score interval for pass/fail scores, the cluster-robust t
+interval when clusters are declared, the paired BCa bootstrap otherwise), oriented so that "better"
+is positive:
     superiority      PASS  lower end > 0 and (Holm-adjusted) p < alpha
                      FAIL  upper end < min_effect: the data rule out an improvement that large
     non-inferiority  PASS  lower end > -margin and (Holm-adjusted) p < alpha

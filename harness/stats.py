@@ -88,8 +88,9 @@ Gates and comparison tables (:func:`paired_test`, :func:`threshold_estimate`)
   * One decision, one interval: :func:`paired_test` returns the difference, its two-sided interval
     and the one-sided p-values of the *same* test at any null, so that p < (1 - confidence) / 2
     exactly when the interval clears the null. Binary unclustered: Tango's score test and interval
-    (:func:`tango_interval`, :func:`tango_p_greater`) at every margin including 0. Otherwise: the
-    paired (cluster) BCa bootstrap and the p-values inverting its endpoints, from the same draws.
+    (:func:`tango_interval`, :func:`tango_p_greater`) at every margin including 0. Clustered: the
+    CR1 cluster-robust t interval and test (G - 1 df). Otherwise: the paired BCa bootstrap and the
+    p-values inverting its endpoints, from the same draws.
     (:func:`paired_compare` keeps exact McNemar / sign-flip for callers that want those tests.)
   * :func:`threshold_estimate`: Clopper-Pearson (binary), Korn-Graubard (binary, clustered; the
     worst-case design effect when every case scores the same), BCa / cluster-se (continuous).
@@ -1069,7 +1070,7 @@ class PairedTest:
     confidence: float
     nulls: tuple[float, ...]
     p_greater: tuple[float, ...]
-    method: str  # "tango-score" | "bca-bootstrap" | "cluster-bca-bootstrap"
+    method: str  # "tango-score" | "bca-bootstrap" | "cluster-t"
     n: int
     n_clusters: int | None
     a_only: int | None
@@ -1101,8 +1102,9 @@ def paired_test(
     """Difference mean(a - b), its two-sided interval and the one-sided p-values that invert it.
 
     Binary scores without clusters: Tango's score test and its interval (margin 0 and any margin alike,
-    so ``A > B`` and ``A >= B - 0`` are one test). Otherwise: the paired (cluster) BCa bootstrap interval
-    and the p-values that invert its endpoints, from the same bootstrap draws.
+    so ``A > B`` and ``A >= B - 0`` are one test). Clustered: the cluster-robust (CR1) t interval and
+    t test with G - 1 degrees of freedom. Otherwise: the paired BCa bootstrap interval and the p-values
+    that invert its endpoints, from the same bootstrap draws.
     """
     xa, xb = _paired(a, b)
     conf = _check_prob(confidence, "confidence")
@@ -1127,12 +1129,22 @@ def paired_test(
         lo, hi = tango_interval(a_only, b_only, n, conf)
         ps = tuple(tango_p_greater(a_only, b_only, n, v) for v in null_values)
         method = "tango-score"
+    elif codes is not None:
+        # Clustered: the cluster-robust (CR1) standard error with t_{G-1}; with equal cluster sizes this
+        # is exactly the one-sample t on cluster means (the cluster bootstrap under-covers with few clusters).
+        sums, sizes = _cluster_sums(d, codes, g)
+        se = 0.0 if _is_constant(d) else math.sqrt(_cluster_var_of_mean(sums, sizes))
+        if se <= 0.0:
+            lo = hi = diff
+            ps = tuple(0.0 if diff > v else 1.0 for v in null_values)
+        else:
+            q = float(stats.t.ppf(0.5 + conf / 2.0, g - 1))
+            lo, hi = diff - q * se, diff + q * se
+            ps = tuple(float(stats.t.sf((diff - v) / se, g - 1)) for v in null_values)
+        method = "cluster-t"
     else:
         boot_rng, _ = np.random.default_rng(seed).spawn(2)  # the stream paired_compare's CI uses
-        if codes is None:
-            num, den = d, None
-        else:
-            num, den = _cluster_sums(d, codes, g)
+        num, den = d, None
         theta = diff
         boot = None if _is_constant(d) else _bootstrap_ratio(num, den, bres, boot_rng)
         if boot is None or np.all(boot == boot[0]):
@@ -1142,7 +1154,7 @@ def paired_test(
             accel = _jackknife_accel(num, den)
             lo, hi = _bca_from_boot(theta, boot, accel, conf)
             ps = tuple(_bca_pvalue_lower(theta, boot, accel, v) for v in null_values)
-        method = "bca-bootstrap" if codes is None else "cluster-bca-bootstrap"
+        method = "bca-bootstrap"
     return PairedTest(
         estimate_a=float(xa.mean()), estimate_b=float(xb.mean()), diff=diff, ci_low=float(lo), ci_high=float(hi),
         confidence=conf, nulls=null_values, p_greater=ps, method=method, n=n,

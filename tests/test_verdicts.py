@@ -336,3 +336,19 @@ def test_suite_min_effect_and_equivalence_gates_load(tmp_path):
         load_suite(write(tmp_path / "s.yaml", body.replace("min_effect: 0.1", "min_effect: -1")))
     with pytest.raises(GateError, match="s.yaml:10"):
         load_suite(write(tmp_path / "s.yaml", body.replace("+- 0.03", "- 0.03 +- 0.03")))
+
+
+def test_clustered_paired_test_is_the_t_test_on_cluster_means():
+    """Equal cluster sizes: the CR1 t interval and p equal scipy's one-sample t-test on the clusters' mean
+    differences; a gate on 12 clusters is decided by it."""
+    rng = np.random.default_rng(5)
+    keys = np.repeat(np.arange(12), 6)
+    b = rng.random(72)
+    a = b + 0.03 + rng.normal(0, 0.1, 72) + rng.normal(0, 0.05, 12)[keys]
+    t = stats.paired_test(a, b, nulls=(0.0, -0.05), confidence=0.9, clusters=keys)
+    means = np.bincount(keys, weights=a - b) / 6
+    ref = sps.ttest_1samp(means, 0.0, alternative="greater")
+    ci = sps.ttest_1samp(means, 0.0).confidence_interval(0.9)
+    assert t.method == "cluster-t" and t.p(0.0) == pytest.approx(ref.pvalue, rel=1e-9)
+    assert (t.ci_low, t.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert t.p(-0.05) == pytest.approx(sps.ttest_1samp(means, -0.05, alternative="greater").pvalue, rel=1e-9)
