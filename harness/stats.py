@@ -352,25 +352,62 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 # --------------------------------------------------------------------------
 
 
+# Index matrices of recent bootstraps, by (generator state, units, resamples): a comparison table
+# bootstraps many score vectors of the same cases with the same seed, and drawing the indices is
+# half the work. Bounded by _INDEX_CACHE_BYTES; entries larger than half of it are not kept.
+_INDEX_CACHE: dict[tuple, list[np.ndarray]] = {}
+_INDEX_CACHE_BYTES = 256 << 20
+
+
+def _cached_indices(key: tuple, units: int, n_resamples: int, streams: list[np.random.Generator],
+                    bounds: np.ndarray, rows: int) -> list[list[np.ndarray]] | None:
+    """The index chunks the streams draw (drawn once per key), or None when they are too large to keep."""
+    if key in _INDEX_CACHE:
+        _INDEX_CACHE[key] = _INDEX_CACHE.pop(key)  # most recently used last
+        return _INDEX_CACHE[key]
+    size = 8 * units * n_resamples
+    if size * 2 > _INDEX_CACHE_BYTES:
+        return None
+    chunks = [[r.integers(0, units, size=(min(int(bounds[i + 1]), start + rows) - start, units))
+               for start in range(int(bounds[i]), int(bounds[i + 1]), rows)] for i, r in enumerate(streams)]
+    used = sum(8 * k[-2] * k[-1] for k in _INDEX_CACHE) + size
+    while _INDEX_CACHE and used > _INDEX_CACHE_BYTES:
+        oldest = next(iter(_INDEX_CACHE))
+        used -= 8 * oldest[-2] * oldest[-1]
+        del _INDEX_CACHE[oldest]
+    _INDEX_CACHE[key] = chunks
+    return chunks
+
+
 def _index_bootstrap(
     num: np.ndarray, den: np.ndarray | None, n_resamples: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Resample units by index matrices in chunks; return per-resample sums."""
+    """Resample units by index matrices in chunks; return per-resample sums.
+
+    The two streams are spawned from ``rng``'s seed sequence, so the indices depend only on it (its
+    entropy, spawn key and how many children it spawned before): with a fixed seed they are drawn once
+    and reused by later calls on the same number of units (the same random draws, so the same result).
+    """
     units = num.size
     out_num = np.empty(n_resamples)
     out_den = None if den is None else np.empty(n_resamples)
+    seq = rng.bit_generator.seed_seq
+    key = None
+    if isinstance(seq, np.random.SeedSequence):
+        key = (seq.entropy, seq.spawn_key, seq.pool_size, seq.n_children_spawned, units, n_resamples)
     streams = rng.spawn(_N_STREAMS)
     bounds = np.linspace(0, n_resamples, _N_STREAMS + 1).astype(int)
     rows = max(1, _CHUNK_ELEMS // units)
+    cached = None if key is None else _cached_indices(key, units, n_resamples, streams, bounds, rows)
 
     def work(i: int) -> None:
         r = streams[i]
-        for start in range(bounds[i], bounds[i + 1], rows):
-            stop = min(bounds[i + 1], start + rows)
-            idx = r.integers(0, units, size=(stop - start, units))
-            out_num[start:stop] = num[idx].sum(axis=1)
+        for j, start in enumerate(range(int(bounds[i]), int(bounds[i + 1]), rows)):
+            stop = min(int(bounds[i + 1]), start + rows)
+            idx = cached[i][j] if cached is not None else r.integers(0, units, size=(stop - start, units))
+            out_num[start:stop] = np.take(num, idx).sum(axis=1)  # np.take: ~2x faster than num[idx]
             if out_den is not None:
-                out_den[start:stop] = den[idx].sum(axis=1)
+                out_den[start:stop] = np.take(den, idx).sum(axis=1)
 
     if n_resamples * units >= _THREAD_MIN_WORK and (os.cpu_count() or 1) > 1:
         with ThreadPoolExecutor(max_workers=_N_STREAMS) as pool:

@@ -625,3 +625,20 @@ def test_noninferiority_p_is_dual_to_bound() -> None:
         hs.noninferiority_p(a, b, margin=0.1, direction=0)
     with pytest.raises(ValueError, match="margin"):
         hs.noninferiority_p(a, b, margin=float("nan"))
+
+
+def test_index_cache_reuses_the_same_draws_and_changes_no_result(monkeypatch) -> None:
+    """Bootstraps of many score vectors on the same cases reuse one index matrix (the same random
+    draws a fresh generator would make): every interval equals the one computed without the cache."""
+    rng = np.random.default_rng(11)
+    x, y = rng.random(500), rng.random(500)
+    monkeypatch.setattr(hs, "_INDEX_CACHE", {})
+    monkeypatch.setattr(hs, "_INDEX_CACHE_BYTES", 0)  # nothing is cached
+    plain = (hs.estimate(x), hs.estimate(y), hs.paired_test(x, y), hs.bootstrap_bca(x, seed=3))
+    assert hs._INDEX_CACHE == {}
+    monkeypatch.setattr(hs, "_INDEX_CACHE_BYTES", 256 << 20)
+    for _ in range(2):
+        assert (hs.estimate(x), hs.estimate(y), hs.paired_test(x, y), hs.bootstrap_bca(x, seed=3)) == plain
+    assert len(hs._INDEX_CACHE) == 3  # estimate's stream, paired_test's stream and seed 3
+    hs.estimate(x, seed=None)  # fresh entropy: a new key, never a stale hit
+    assert len(hs._INDEX_CACHE) == 4
