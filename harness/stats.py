@@ -1107,11 +1107,13 @@ class PairedTest:
     confidence: float
     nulls: tuple[float, ...]
     p_greater: tuple[float, ...]
-    method: str  # "tango-score" | "bca-bootstrap" | "cluster-t"
+    method: str  # "tango-score" | "bca-bootstrap" | "cluster-t" | "cluster-t+tango-score"
     n: int
     n_clusters: int | None
     a_only: int | None
     b_only: int | None
+    p_less: tuple[float, ...] | None = None
+    """One-sided p for H1: diff < nulls[k] when it is not 1 - p_greater (the two-test union)."""
 
     def p(self, null: float, alternative: str = "greater") -> float:
         """One-sided p for H1: diff > null ("greater") or diff < null ("less"); two-sided ("two-sided")."""
@@ -1119,10 +1121,11 @@ class PairedTest:
         pg = self.p_greater[k]
         if alternative == "greater":
             return pg
+        pl = min(1.0, max(0.0, 1.0 - pg)) if self.p_less is None else self.p_less[k]
         if alternative == "less":
-            return min(1.0, max(0.0, 1.0 - pg))
+            return pl
         if alternative == "two-sided":
-            return min(1.0, 2.0 * min(pg, 1.0 - pg))
+            return min(1.0, 2.0 * min(pg, pl))
         raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
 
 
@@ -1159,6 +1162,7 @@ def paired_test(
     if clusters is not None:
         codes, g = _cluster_codes(clusters, n)
     a_only = b_only = None
+    p_less: tuple[float, ...] | None = None
     if binary:
         a_only = int(np.count_nonzero(d > 0))
         b_only = int(np.count_nonzero(d < 0))
@@ -1179,6 +1183,15 @@ def paired_test(
             lo, hi = diff - q * se, diff + q * se
             ps = tuple(float(stats.t.sf((diff - v) / se, g - 1)) for v in null_values)
         method = "cluster-t"
+        if binary:
+            # Clustering never narrows a pass/fail interval: the union with the unclustered Tango interval
+            # (cluster-robust errors of all-equal differences are 0; Tango's are not), and the larger p.
+            t_lo, t_hi = tango_interval(a_only, b_only, n, conf)
+            t_ps = [tango_p_greater(a_only, b_only, n, v) for v in null_values]
+            p_less = tuple(max(1.0 - pc, 1.0 - pt) for pc, pt in zip(ps, t_ps, strict=True))
+            lo, hi = min(lo, t_lo), max(hi, t_hi)
+            ps = tuple(max(pc, pt) for pc, pt in zip(ps, t_ps, strict=True))
+            method = "cluster-t+tango-score"
     else:
         boot_rng, _ = np.random.default_rng(seed).spawn(2)  # the stream paired_compare's CI uses
         num, den = d, None
@@ -1195,7 +1208,7 @@ def paired_test(
     return PairedTest(
         estimate_a=float(xa.mean()), estimate_b=float(xb.mean()), diff=diff, ci_low=float(lo), ci_high=float(hi),
         confidence=conf, nulls=null_values, p_greater=ps, method=method, n=n,
-        n_clusters=None if codes is None else g, a_only=a_only, b_only=b_only,
+        n_clusters=None if codes is None else g, a_only=a_only, b_only=b_only, p_less=p_less,
     )
 
 

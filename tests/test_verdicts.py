@@ -352,3 +352,32 @@ def test_clustered_paired_test_is_the_t_test_on_cluster_means():
     assert t.method == "cluster-t" and t.p(0.0) == pytest.approx(ref.pvalue, rel=1e-9)
     assert (t.ci_low, t.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-9)
     assert t.p(-0.05) == pytest.approx(sps.ttest_1samp(means, -0.05, alternative="greater").pvalue, rel=1e-9)
+
+
+def test_clustering_never_narrows_a_pass_fail_interval():
+    """Identical pass/fail outputs in 12 clusters: the cluster-robust error of all-zero differences is 0,
+    but the interval stays as wide as the unclustered Tango one (no PASS the plain cases would not give)."""
+    a = [float(i % 3 == 0) for i in range(36)]
+    keys = [i // 3 for i in range(36)]
+    clustered = stats.paired_test(a, list(a), nulls=(-0.05,), confidence=0.9, clusters=keys)
+    plain = stats.paired_test(a, list(a), nulls=(-0.05,), confidence=0.9)
+    assert clustered.method == "cluster-t+tango-score"
+    assert clustered.ci_low <= plain.ci_low < 0 < plain.ci_high <= clustered.ci_high
+    assert clustered.p(-0.05) >= plain.p(-0.05)
+    run = run_of({"b": a, "a": list(a)}, ["a.accuracy >= b.accuracy - 0.05"])
+    for rec in run.records:
+        rec["cluster"] = int(rec["case_id"][1:]) // 3
+    (r,) = evaluate_run(run.records, run.manifest)
+    assert r.verdict == INCONCLUSIVE and r.diff_ci[0] < -0.05
+
+
+def test_clustered_pass_fail_gate_is_consistent_with_its_union_interval():
+    rng = np.random.default_rng(9)
+    for shift in (0.0, 0.1, 0.25):
+        keys = np.repeat(np.arange(15), 20)
+        b = (rng.random(300) < 0.5).astype(float)
+        a = np.where(rng.random(300) < shift, 1.0, b)
+        t = stats.paired_test(a, b, nulls=(0.0, -0.05), confidence=0.9, clusters=keys)
+        for null in (0.0, -0.05):
+            assert (t.p(null) < 0.05) == (t.ci_low > null)
+            assert (t.p(null, "less") < 0.05) == (t.ci_high < null)
