@@ -349,12 +349,16 @@ def decide(result: GateResult, *, alpha: float, inconclusive_blocks: bool) -> Ga
         result.verdict, result.reason = INCONCLUSIVE, f"{refused}: {numbers}"
     elif clears and p < alpha:
         result.verdict, result.reason = PASS, f"{claim}: {numbers}"
-    elif clears:
+    elif clears and result.p_adjusted is not None and result.p_value is not None and result.p_value < alpha:
         # Clear on its own, not after the multiplicity correction: no evidence against the claim either.
         result.verdict = INCONCLUSIVE
         result.reason = (f"cannot tell whether {claim}: {numbers}; its own CI clears the boundary but not after "
                          f"Holm's correction over {result.extra.get('holm_family', 'several')} paired gates, "
                          f"so more cases are needed")
+    elif clears:  # a bootstrap interval that clears by a hair while its inverted p sits at alpha
+        result.verdict = INCONCLUSIVE
+        result.reason = (f"cannot tell whether {claim}: {numbers}; the CI clears the boundary only by the "
+                         f"bootstrap's resolution (p is not below {alpha:g}); more cases would decide")
     elif fails:
         result.verdict, result.reason = FAIL, f"not shown that {claim}: {numbers}; {fail_text}"
     else:
