@@ -163,6 +163,10 @@ __all__ = [
     "required_n_gate_binary",
     "required_n_gate_continuous",
     "required_n_threshold",
+    "pass_at_k",
+    "pass_hat_k",
+    "RepeatedSamples",
+    "repeated_samples",
 ]
 
 # Exact sign-flip enumeration up to this many non-zero differences (2^16 patterns).
@@ -1481,3 +1485,60 @@ def required_n_gate_continuous(kind: str, *, effect: float, sd_diff: float, marg
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if tost_power(mid) >= pw else (mid, hi)
     return hi
+
+
+# --------------------------------------------------------------------------
+# Repeated samples per case (k generations at temperature > 0)
+# --------------------------------------------------------------------------
+
+
+def _successes(n_samples: int, n_correct: int, k: int) -> tuple[int, int, int]:
+    n, c, kk = _count(n_samples, "n_samples"), _count(n_correct, "n_correct"), _count(k, "k")
+    if not (1 <= kk <= n and 0 <= c <= n):
+        raise ValueError(f"need 1 <= k <= n_samples and 0 <= n_correct <= n_samples, got n={n}, c={c}, k={kk}")
+    return n, c, kk
+
+
+def pass_at_k(n_samples: int, n_correct: int, k: int) -> float:
+    """Unbiased pass@k of one case (Chen et al. 2021): P(at least one of k samples drawn without
+    replacement from the n generated is correct) = 1 - C(n - c, k) / C(n, k)."""
+    n, c, kk = _successes(n_samples, n_correct, k)
+    if n - c < kk:
+        return 1.0
+    return 1.0 - math.comb(n - c, kk) / math.comb(n, kk)
+
+
+def pass_hat_k(n_samples: int, n_correct: int, k: int) -> float:
+    """Unbiased pass^k of one case: P(all k samples drawn without replacement are correct) = C(c, k) / C(n, k)."""
+    n, c, kk = _successes(n_samples, n_correct, k)
+    return math.comb(c, kk) / math.comb(n, kk)
+
+
+@dataclass(frozen=True)
+class RepeatedSamples:
+    """Per-case means of k samples as the unit of analysis, with the variance split within/between cases."""
+
+    mean: float
+    case_means: np.ndarray
+    within_var: float  # mean over cases of the samples' variance around their case mean (ddof 1)
+    between_var: float  # variance of the true case means: var(case means) - within_var / k, floored at 0
+    se: float  # standard error of the mean over cases (the case means are the independent units)
+    k: int
+
+
+def repeated_samples(samples: ArrayLike) -> RepeatedSamples:
+    """Summarise a (cases x k) array of scores: one-way random-effects decomposition (balanced design)."""
+    x = np.asarray(samples, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"samples must be a (cases x k) array, got shape {x.shape}")
+    n, k = x.shape
+    if n < 2 or k < 1:
+        raise ValueError(f"need at least 2 cases and 1 sample per case, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("samples contain NaN or infinite values")
+    means = x.mean(axis=1)
+    within = float(x.var(axis=1, ddof=1).mean()) if k > 1 else math.nan
+    var_means = float(means.var(ddof=1))
+    between = max(0.0, var_means - within / k) if k > 1 else math.nan
+    return RepeatedSamples(mean=float(means.mean()), case_means=means, within_var=within, between_var=between,
+                           se=math.sqrt(var_means / n), k=k)

@@ -642,3 +642,30 @@ def test_index_cache_reuses_the_same_draws_and_changes_no_result(monkeypatch) ->
     assert len(hs._INDEX_CACHE) == 3  # estimate's stream, paired_test's stream and seed 3
     hs.estimate(x, seed=None)  # fresh entropy: a new key, never a stale hit
     assert len(hs._INDEX_CACHE) == 4
+
+
+@pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 3), (6, 3, 2), (6, 6, 4), (7, 1, 7), (4, 3, 4)])
+def test_pass_at_k_and_pass_hat_k_equal_enumeration_of_subsets(n: int, c: int, k: int) -> None:
+    import itertools
+
+    outcomes = [1] * c + [0] * (n - c)
+    subsets = list(itertools.combinations(outcomes, k))
+    assert hs.pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets), abs=1e-15)
+    assert hs.pass_hat_k(n, c, k) == pytest.approx(sum(all(s) for s in subsets) / len(subsets), abs=1e-15)
+
+
+def test_repeated_samples_variance_split_matches_one_way_anova() -> None:
+    rng = np.random.default_rng(4)
+    n, k = 400, 5
+    true_means = rng.beta(2, 2, n)
+    x = (rng.random((n, k)) < true_means[:, None]).astype(float)
+    r = hs.repeated_samples(x)
+    # one-way ANOVA mean squares (statsmodels-free reference): MSW = within, (MSB - MSW) / k = between
+    grand = x.mean()
+    msb = k * np.sum((x.mean(axis=1) - grand) ** 2) / (n - 1)
+    msw = np.sum((x - x.mean(axis=1, keepdims=True)) ** 2) / (n * (k - 1))
+    assert r.within_var == pytest.approx(msw) and r.between_var == pytest.approx((msb - msw) / k)
+    assert r.between_var == pytest.approx(np.var(true_means), rel=0.15)  # labels by construction
+    assert r.se == pytest.approx(np.std(x.mean(axis=1), ddof=1) / math.sqrt(n))
+    with pytest.raises(ValueError, match="cases x k"):
+        hs.repeated_samples([1.0, 0.0])
