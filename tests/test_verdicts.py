@@ -6,6 +6,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import optimize
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
@@ -381,3 +383,24 @@ def test_clustered_pass_fail_gate_is_consistent_with_its_union_interval():
         for null in (0.0, -0.05):
             assert (t.p(null) < 0.05) == (t.ci_low > null)
             assert (t.p(null, "less") < 0.05) == (t.ci_high < null)
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(2, 3000), data=st.data(), margin=st.sampled_from([0.0, 0.01, 0.02, 0.05, 0.1]),
+       op=st.sampled_from([">", ">=", "<", "<="]))
+def test_property_any_table_verdict_agrees_with_its_interval(n, data, margin, op):
+    """Hypothesis over every table size: the verdict never contradicts the printed interval, and the two
+    spellings of superiority agree."""
+    ao = data.draw(st.integers(0, n))
+    bo = data.draw(st.integers(0, n - ao))
+    a, b = pairs(n, ao, bo)
+    sign = "-" if op in (">", ">=") else "+"
+    text = f"a.m {op} b.m" if margin == 0 else f"a.m {'>=' if op in ('>', '>=') else '<='} b.m {sign} {margin}"
+    r = verdict_of(a, b, text)
+    if op in ("<", "<="):
+        r.diff_ci = (-r.diff_ci[1], -r.diff_ci[0])
+    kind = "superiority" if margin == 0 else "non-inferiority"
+    assert _pass_region_ok(r, kind, margin, 0.05), (n, ao, bo, text, r.verdict, r.diff_ci)
+    if margin == 0:
+        other = text.replace(op, {">": ">=", ">=": ">", "<": "<=", "<=": "<"}[op], 1)
+        assert verdict_of(a, b, other).verdict == verdict_of(a, b, text).verdict
