@@ -7,8 +7,8 @@ import pytest
 
 from harness.compare import compare_run
 from harness.gates import FAIL, INCONCLUSIVE, PASS, evaluate_run, overall
-from harness.stats import noninferiority_p
 from harness.records import Run
+from harness.stats import noninferiority_p
 
 
 def make_run(scores: dict[str, list[float]], gates: list[str], *, axis="accuracy", direction="higher",
