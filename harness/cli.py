@@ -200,30 +200,139 @@ def export_command(
     typer.echo(str(path))
 
 
-@app.command()
-def plan(
-    effect: Annotated[float, typer.Option(help="Smallest difference worth detecting (e.g. 0.05 = 5 points).")],
-    discordance: Annotated[Optional[float], typer.Option(help="Expected share of cases where the two variants "
-                                                                 "disagree (binary scores).")] = None,
-    sd: Annotated[Optional[float], typer.Option(help="Expected SD of per-case differences (continuous scores).")] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
-    power: Annotated[float, typer.Option(help="Chance to detect the effect when it is real.")] = 0.8,
-) -> None:
-    """How many cases a suite needs to detect a paired difference of a given size."""
+def _plan_one(kind: str, *, effect: float | None, discordance: float | None, sd: float | None, margin: float,
+              threshold: float | None, rate: float | None, alpha: float, power: float, two_sided: bool) -> tuple[int | None, str]:
+    """(cases needed, what was assumed) for one gate kind; ValueError on inconsistent inputs."""
     from harness import stats
 
+    if kind == "threshold":
+        if threshold is None or rate is None:
+            raise ValueError("a threshold plan needs --threshold (the gate's number) and --rate (the true rate)")
+        n = stats.required_n_threshold(rate, threshold, alpha=alpha, power=power)
+        return n, f"A.m >= {threshold:g} at a true rate of {rate:g} (exact, Clopper-Pearson bound)"
     if (discordance is None) == (sd is None):
-        _fail(HarnessError("give exactly one of --discordance (binary scores) or --sd (continuous scores)."))
+        raise ValueError("give exactly one of --discordance (pass/fail scores) or --sd (continuous scores)")
+    if kind == "superiority" and effect is None:
+        raise ValueError("a superiority plan needs --effect (the improvement to detect, e.g. 0.05)")
+    delta = 0.0 if effect is None else effect
+    if kind in ("non-inferiority", "equivalence") and not margin > 0:
+        raise ValueError(f"a {kind} plan needs --margin (e.g. 0.02)")
+    sided = "two-sided" if two_sided else "one-sided"
+    what = {"superiority": f"a true improvement of {delta:g}, {sided}",
+            "non-inferiority": f"margin {margin:g} at a true difference of {delta:+g}",
+            "equivalence": f"+-{margin:g} at a true difference of {delta:+g} (TOST)"}[kind]
+    if discordance is not None:
+        n = stats.required_n_gate_binary(kind, effect=delta, discordance=discordance, margin=margin, alpha=alpha,
+                                         power=power, two_sided=two_sided)
+        return n, f"{what}, discordance {discordance:g} (exact power of the gate's Tango test)"
+    n = stats.required_n_gate_continuous(kind, effect=delta, sd_diff=sd, margin=margin, alpha=alpha, power=power,
+                                         two_sided=two_sided)
+    return n, f"{what}, SD of differences {sd:g} (noncentral-t approximation; the gate uses a bootstrap)"
+
+
+def _plan_from_run(run_dir: Path, alpha: float | None, power: float, effect: float | None) -> list[str]:
+    """One line per gate of an earlier run: the cases it needs, from its observed discordance / SD / rate."""
+    import statistics
+
+    from harness.gates import DEFAULT_MIN_EFFECT, parse_gate
+    from harness.records import load_run
+
+    run = load_run(run_dir)
+    lines = []
+    for suite, info in run.manifest.get("suites", {}).items():
+        a_level = alpha if alpha is not None else info.get("alpha", 0.05)
+        scores: dict[tuple[str, str], dict[str, float]] = {}
+        for r in run.records:
+            if r["suite"] == suite:
+                for axis, value in (r.get("scores") or {}).items():
+                    scores.setdefault((r["variant"], axis), {})[r["case_id"]] = float(value)
+        for text in info.get("gates", []):
+            gate = parse_gate(text)
+            a = scores.get((gate.variant, gate.axis), {})
+            try:
+                if gate.kind == "threshold":
+                    if not a:
+                        raise ValueError("no scores in the run")
+                    observed = sum(a.values()) / len(a)
+                    rate = observed if gate.direction > 0 else 1 - observed
+                    t = gate.threshold if gate.direction > 0 else 1 - gate.threshold
+                    if not set(a.values()) <= {0.0, 1.0}:
+                        raise ValueError("exact threshold plans are for pass/fail scores")
+                    n, what = _plan_one("threshold", effect=None, discordance=None, sd=None, margin=0.0,
+                                        threshold=t, rate=rate, alpha=a_level, power=power, two_sided=False)
+                    what = f"observed rate {observed:.3f} taken as true"
+                else:
+                    b = scores.get((gate.other, gate.axis), {})
+                    shared = sorted(set(a) & set(b))
+                    if len(shared) < 2:
+                        raise ValueError("fewer than 2 paired cases in the run")
+                    d = [(a[c] - b[c]) * gate.direction for c in shared]
+                    binary = all(a[c] in (0.0, 1.0) and b[c] in (0.0, 1.0) for c in shared)
+                    if gate.kind == "superiority":
+                        delta = effect if effect is not None else (
+                            gate.min_effect if gate.min_effect is not None else info.get("min_effect", DEFAULT_MIN_EFFECT))
+                    else:
+                        delta = effect if effect is not None else 0.0
+                    psi = sd = None
+                    if binary:
+                        psi = max(sum(1 for x in d if x != 0) / len(d), abs(delta), 1e-9)
+                    else:
+                        sd = statistics.stdev(d)
+                    n, what = _plan_one(gate.kind, effect=delta, discordance=psi, sd=sd, margin=gate.margin,
+                                        threshold=None, rate=None, alpha=a_level, power=power, two_sided=False)
+                    what += f"; observed on {len(shared)} cases"
+            except ValueError as exc:
+                lines.append(f"{suite}: {text}: cannot plan: {exc}")
+                continue
+            needed = f"{n} cases" if n is not None else "no feasible n"
+            lines.append(f"{suite}: {text}: {needed} for {power:.0%} power at alpha {a_level:g} ({what})")
+    return lines
+
+
+@app.command()
+def plan(
+    kind: Annotated[str, typer.Option(help="Gate kind: superiority, non-inferiority, equivalence or threshold.")]
+    = "superiority",
+    effect: Annotated[float | None, typer.Option(help="True A - B: the improvement to detect (superiority), or "
+                                                         "the assumed difference (non-inferiority, equivalence: 0).")] = None,
+    discordance: Annotated[float | None, typer.Option(help="Expected share of cases where the two variants "
+                                                                 "disagree (pass/fail scores).")] = None,
+    sd: Annotated[float | None, typer.Option(help="Expected SD of per-case differences (continuous scores).")] = None,
+    margin: Annotated[float, typer.Option(help="The gate's margin (non-inferiority, equivalence).")] = 0.0,
+    threshold: Annotated[float | None, typer.Option(help="The threshold gate's number, e.g. 0.95.")] = None,
+    rate: Annotated[float | None, typer.Option(help="The true rate a threshold gate should recognise.")] = None,
+    two_sided: Annotated[bool, typer.Option("--two-sided", help="Superiority in either direction (the comparison "
+                                                                 "table's test) instead of the gate's one-sided test.")] = False,
+    alpha: Annotated[float | None, typer.Option(help="Significance level (default 0.05; --from: each suite's).")] = None,
+    power: Annotated[float, typer.Option(help="Chance that the gate PASSes when the assumption is true.")] = 0.8,
+    from_run: Annotated[Path | None, typer.Option("--from", help="An earlier run: plan every gate from its observed "
+                                                                    "discordance, SD or rate.")] = None,
+) -> None:
+    """How many cases a gate needs to PASS with the given power: exact for pass/fail scores (the gates' own
+    Tango and Clopper-Pearson tests, summed over every outcome), noncentral-t for continuous ones."""
+    if not 0 < power < 1:
+        _fail(HarnessError(f"--power must be between 0 and 1, got {power}"))
+    if alpha is not None and not 0 < alpha < 0.5:
+        _fail(HarnessError(f"--alpha must be between 0 and 0.5, got {alpha}"))
     try:
-        if discordance is not None:
-            n = stats.required_n_paired_binary(effect, discordance, alpha=alpha, power=power)
-            basis = f"discordance {discordance:g}"
-        else:
-            n = stats.required_n_paired_continuous(effect, sd, alpha=alpha, power=power)
-            basis = f"SD of differences {sd:g}"
+        if from_run is not None:
+            for line in _plan_from_run(from_run, alpha, power, effect):
+                typer.echo(line)
+            return
+        kinds = ("superiority", "non-inferiority", "equivalence", "threshold")
+        if kind not in kinds:
+            raise ValueError(f"--kind must be one of {', '.join(kinds)}, got {kind!r}")
+        a_level = 0.05 if alpha is None else alpha
+        n, what = _plan_one(kind, effect=effect, discordance=discordance, sd=sd, margin=margin, threshold=threshold,
+                            rate=rate, alpha=a_level, power=power, two_sided=two_sided)
+    except HarnessError as exc:
+        _fail(exc)
     except ValueError as exc:
         _fail(HarnessError(str(exc)))
-    typer.echo(f"{n} cases detect a paired difference of {effect:g} ({basis}) with {power:.0%} power at alpha {alpha:g}.")
+    if n is None:
+        _fail(HarnessError(f"no number of cases up to 200,000 gives {power:.0%} power for {what}"))
+    article = "an" if kind[0] in "aeiou" else "a"
+    typer.echo(f"{n} cases: {article} {kind} gate PASSes with {power:.0%} power at alpha {a_level:g} for {what}.")
 
 
 @app.command("lint-data")

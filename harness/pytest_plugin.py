@@ -664,6 +664,8 @@ class _Evidence:
         return self._ci_cache
 
     def _holm_family(self) -> int:
+        if self.result.extra.get("holm_family"):  # the family evaluate_run adjusted over (reason, report, compare)
+            return int(self.result.extra["holm_family"])
         return sum(1 for r in self.outcome.results.values()
                    if r.kind != "threshold" and r.p_value is not None and r.extra.get("holm", True))
 

@@ -626,6 +626,7 @@ def suite_manifest(suite: Suite, variants: list[str], n_cases: int, n_pool: int)
         "gate_mode": suite.gate_mode,
         "inconclusive": suite.inconclusive,
         "holm": suite.holm,
+        "min_effect": suite.min_effect,
         "marks": suite.marks,
     }
 

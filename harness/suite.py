@@ -11,14 +11,14 @@ from harness._files import load_yaml, sha256_file
 from harness.config import GENERATION_KEYS, validate_generation
 from harness.data import FIELD_KEYS, Case, FieldMap, holdout_split, load_cases
 from harness.errors import ConfigError, DataError, GateError, did_you_mean
-from harness.gates import Gate, parse_gate
+from harness.gates import DEFAULT_MIN_EFFECT, Gate, parse_gate
 from harness.scorers import REGISTRY, OptionError, ScorerContext, ScorerInfo
 from harness.scorers.base import ScoreFn
 
 BUILTIN_AXES = {"format": "higher", "accuracy": "higher", "hallucination": "lower", "retention": "higher"}
 SUITE_KEYS = {
     "suite", "description", "data", "variants", "baseline", "generation", "scorers", "gates",
-    "alpha", "gate_mode", "inconclusive", "holm", "axes", "marks",
+    "alpha", "gate_mode", "inconclusive", "holm", "axes", "marks", "min_effect",
     "json_strict",  # default `strict` of the json, json_schema and json_fields* scorers
     "lm_eval",  # lm-eval tasks instead of data: (harness/lmeval.py)
 }
@@ -60,6 +60,8 @@ class Suite:
     gate_mode: str = "strict"
     inconclusive: str = "fail"
     holm: bool = True
+    min_effect: float = DEFAULT_MIN_EFFECT
+    """The improvement a superiority gate is about (its FAIL rules out an effect this large)."""
     axes: dict[str, str] = field(default_factory=dict)
     marks: list[str] = field(default_factory=list)
     description: str = ""
@@ -311,6 +313,11 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
     if inconclusive not in ("fail", "pass"):
         raise ConfigError("must be 'fail' (INCONCLUSIVE blocks) or 'pass'.", **where("inconclusive"))
     holm = typed(("holm",), data.get("holm", True), bool, "must be true or false")
+    min_effect = typed(("min_effect",), data.get("min_effect", DEFAULT_MIN_EFFECT), (int, float),
+                       "must be a number (the improvement a superiority gate is about, e.g. 0.05)")
+    if not 0 < min_effect:
+        raise ConfigError(f"must be positive, got {min_effect}.", **where("min_effect"),
+                          hint="e.g. min_effect: 0.05 (5 points on a 0-1 axis)")
     marks = data.get("marks", []) or []
     if not isinstance(marks, list) or not all(isinstance(m, str) and m.isidentifier() for m in marks):
         raise ConfigError("must be a list of pytest mark names.", **where("marks"))
@@ -319,6 +326,6 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
         name=name, path=path, sha256=sha256_file(path), variants=variants, baseline=baseline,
         data_path=data_path, fields=fields, holdout=holdout, seed=seed, train_path=train_path, limit=limit,
         generation=generation, scorers=scorers, gates=gates, alpha=alpha, gate_mode=gate_mode,
-        inconclusive=inconclusive, holm=holm, axes=axes, marks=marks,
+        inconclusive=inconclusive, holm=holm, min_effect=float(min_effect), axes=axes, marks=marks,
         description=str(data.get("description", "")), lines=lines, lm_eval=lm_eval,
     )

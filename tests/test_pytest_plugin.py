@@ -211,8 +211,8 @@ def test_outcomes_messages_and_summary_table(project: Project) -> None:
         "verdict: FAIL: not shown that base beats good",
         "  base.accuracy  0.000  90% CI [0.000, 0.119]  n=20",
         "  good.accuracy  1.000  90% CI [0.881, 1.000]",
-        "  difference    -1.000  90% CI [-1.000, -1.000]  (base - good)",
-        "  p-value: 1 one-sided (mcnemar-exact); Holm-adjusted over 2 paired gate(s) of this suite: 1; alpha 0.05",
+        "  difference    -1.000  90% CI [-1.000, -0.762]  (base - good)",
+        "  p-value: 1 one-sided (tango-score); Holm-adjusted over 2 paired gate(s) of this suite: 1; alpha 0.05",
         "  MDE: 0.",
         "  discordant cases: base only 0, good only 20",
         "flipped cases: base scores lower than good on accuracy: 20 of 20, worst first (showing 5; -vv shows more)",
@@ -237,7 +237,7 @@ def test_outcomes_messages_and_summary_table(project: Project) -> None:
     _lines_in_order(result.outlines, [
         "= harness gates =",
         "verdict",
-        "FAIL          suites/alpha.yaml::base.accuracy>good.accuracy  0.000 [0.000, 0.119]  1.000  -1.000 [-1.000, -1.000]",
+        "FAIL          suites/alpha.yaml::base.accuracy>good.accuracy  0.000 [0.000, 0.119]  1.000  -1.000 [-1.000, -0.762]",
         "INCONCLUSIVE  suites/alpha.yaml::half.accuracy>=0.5",
         "5 gate(s): 1 FAIL, 1 INCONCLUSIVE, 3 PASS; 2 blocking",
     ])

@@ -625,3 +625,47 @@ def test_noninferiority_p_is_dual_to_bound() -> None:
         hs.noninferiority_p(a, b, margin=0.1, direction=0)
     with pytest.raises(ValueError, match="margin"):
         hs.noninferiority_p(a, b, margin=float("nan"))
+
+
+def test_index_cache_reuses_the_same_draws_and_changes_no_result(monkeypatch) -> None:
+    """Bootstraps of many score vectors on the same cases reuse one index matrix (the same random
+    draws a fresh generator would make): every interval equals the one computed without the cache."""
+    rng = np.random.default_rng(11)
+    x, y = rng.random(500), rng.random(500)
+    monkeypatch.setattr(hs, "_INDEX_CACHE", {})
+    monkeypatch.setattr(hs, "_INDEX_CACHE_BYTES", 0)  # nothing is cached
+    plain = (hs.estimate(x), hs.estimate(y), hs.paired_test(x, y), hs.bootstrap_bca(x, seed=3))
+    assert hs._INDEX_CACHE == {}
+    monkeypatch.setattr(hs, "_INDEX_CACHE_BYTES", 256 << 20)
+    for _ in range(2):
+        assert (hs.estimate(x), hs.estimate(y), hs.paired_test(x, y), hs.bootstrap_bca(x, seed=3)) == plain
+    assert len(hs._INDEX_CACHE) == 3  # estimate's stream, paired_test's stream and seed 3
+    hs.estimate(x, seed=None)  # fresh entropy: a new key, never a stale hit
+    assert len(hs._INDEX_CACHE) == 4
+
+
+@pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 3), (6, 3, 2), (6, 6, 4), (7, 1, 7), (4, 3, 4)])
+def test_pass_at_k_and_pass_hat_k_equal_enumeration_of_subsets(n: int, c: int, k: int) -> None:
+    import itertools
+
+    outcomes = [1] * c + [0] * (n - c)
+    subsets = list(itertools.combinations(outcomes, k))
+    assert hs.pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets), abs=1e-15)
+    assert hs.pass_hat_k(n, c, k) == pytest.approx(sum(all(s) for s in subsets) / len(subsets), abs=1e-15)
+
+
+def test_repeated_samples_variance_split_matches_one_way_anova() -> None:
+    rng = np.random.default_rng(4)
+    n, k = 400, 5
+    true_means = rng.beta(2, 2, n)
+    x = (rng.random((n, k)) < true_means[:, None]).astype(float)
+    r = hs.repeated_samples(x)
+    # one-way ANOVA mean squares (statsmodels-free reference): MSW = within, (MSB - MSW) / k = between
+    grand = x.mean()
+    msb = k * np.sum((x.mean(axis=1) - grand) ** 2) / (n - 1)
+    msw = np.sum((x - x.mean(axis=1, keepdims=True)) ** 2) / (n * (k - 1))
+    assert r.within_var == pytest.approx(msw) and r.between_var == pytest.approx((msb - msw) / k)
+    assert r.between_var == pytest.approx(np.var(true_means), rel=0.15)  # labels by construction
+    assert r.se == pytest.approx(np.std(x.mean(axis=1), ddof=1) / math.sqrt(n))
+    with pytest.raises(ValueError, match="cases x k"):
+        hs.repeated_samples([1.0, 0.0])

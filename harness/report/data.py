@@ -127,6 +127,11 @@ def build_report(run: Run, baseline: str | None = None, *, max_flips: int = MAX_
         "baseline_override": baseline,
         "gates": gates,
         "gate_counts": _counts(gates),
+        "multiplicity": {
+            "gates": "holm: Holm over the paired gates of each suite (p_adjusted in every gate, its reason, "
+                     "compare --json and the pytest message)",
+            "comparisons": "benjamini-hochberg over the comparison table's rows (exploratory)",
+        },
         "comparisons": rows,
         "warnings": warnings,
         "problems": _problems(manifest),
@@ -227,8 +232,8 @@ def _forest(rows, gates) -> list[dict[str, Any]]:
             if r.get("diff") is None:
                 continue
             diff, low, high = r["diff"], r["ci_low"], r["ci_high"]
-            entry = {"significance": significance(r["verdict"]), "confidence": 0.95, "p_adjusted": r.get("p_adjusted"),
-                     "verdict": r["verdict"]}
+            entry = {"significance": significance(r["verdict"]), "confidence": r.get("confidence", 0.95),
+                     "p_adjusted": r.get("p_adjusted"), "p_adjustment": r.get("p_adjustment"), "verdict": r["verdict"]}
         else:
             g = p["gate"]
             if g.get("diff") is None or not g.get("diff_ci"):
@@ -236,18 +241,24 @@ def _forest(rows, gates) -> list[dict[str, Any]]:
             diff, (low, high) = g["diff"], g["diff_ci"]
             alpha = (g.get("extra") or {}).get("alpha", 0.05)
             entry = {"significance": "pass" if g["verdict"] == "PASS" else "fail" if g["verdict"] in ("FAIL", "ERROR")
-                     else "ns", "confidence": 1 - 2 * alpha, "p_adjusted": g.get("p_adjusted"), "verdict": g["verdict"]}
+                     else "ns", "confidence": 1 - 2 * alpha, "p_adjusted": g.get("p_adjusted"),
+                     "p_adjustment": (g.get("extra") or {}).get("p_adjustment"), "verdict": g["verdict"]}
         margins = []
         for g in gates:
-            if g["kind"] != "non-inferiority" or g["suite"] != p["suite"] or g.get("axis") != p["axis"]:
+            if g["kind"] not in ("non-inferiority", "equivalence") or g["suite"] != p["suite"] \
+                    or g.get("axis") != p["axis"]:
                 continue
             if (g["variant"], g.get("baseline")) == (p["variant"], p["baseline"]):
-                boundary = _gate_boundary(g)
+                sign = 1
             elif (g["variant"], g.get("baseline")) == (p["baseline"], p["variant"]):
-                boundary = -_gate_boundary(g)  # the gate reads B - A; the plot shows A - B
+                sign = -1  # the gate reads B - A; the plot shows A - B
             else:
                 continue
-            margins.append({"gate": g["gate"], "boundary": boundary, "verdict": g["verdict"]})
+            if g["kind"] == "equivalence":  # both ends of +-margin
+                for boundary in (-(g.get("margin") or 0.0), g.get("margin") or 0.0):
+                    margins.append({"gate": g["gate"], "boundary": boundary, "verdict": g["verdict"]})
+                continue
+            margins.append({"gate": g["gate"], "boundary": sign * _gate_boundary(g), "verdict": g["verdict"]})
         out.append({"suite": p["suite"], "axis": p["axis"], "variant": p["variant"], "baseline": p["baseline"],
                     "direction": p["direction"], "source": p["source"], "diff": diff, "ci_low": low, "ci_high": high,
                     "margins": margins, **entry})
