@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import logging
 import math
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.backends import transformers_fast as fast
 from harness.backends.base import (
     Adapter,
     Backend,
@@ -30,6 +32,8 @@ from harness.backends.base import (
 )
 from harness.errors import AdapterError, BackendError
 from harness.models import resolve_model_path
+
+log = logging.getLogger("harness")
 
 ENGINE_KEYS = {"dtype", "device", "batch_size", "attn_implementation", "max_length", "merge_adapters"}
 PREFIX_MIN_TOKENS = 64  # shorter shared prefixes are cheaper to recompute than to copy per batch
@@ -392,7 +396,15 @@ class TransformersBackend(Backend):
             raise BackendError(f"could not load model '{spec.model}' ({path}): {exc}") from None
         if "quantization_config" not in kwargs:
             self.model.to(self.device)
-        if self.device == "cpu" and not engine.get("attn_implementation") and self._attention() == "sdpa":
+        self._noted: set[tuple[str, str]] = set()
+        if not engine.get("attn_implementation") and getattr(fast.text_config(self.model.config),
+                                                              "attn_logit_softcapping", None):
+            # transformers' SDPA path ignores attention soft-capping (Gemma2); eager attention applies it.
+            self._set_attention("eager")
+        self.fast = fast.plan(self.model, attention=self._attention(), user_attention=bool(engine.get("attn_implementation")))
+        self._window = fast.sliding_window(self.model.config)
+        self._reference_attention = self._attention()
+        if self.fast[fast.ATTENTION] is None:
             self.model.set_attn_implementation(_register_gqa_sdpa())
         self.model.eval()
         self.model.requires_grad_(False)  # as PEFT leaves the base model: one behaviour before and after an adapter
@@ -406,6 +418,10 @@ class TransformersBackend(Backend):
         self._merged: str | None = None  # the adapter whose update is in the base weights now
         self._merge_saved: list[tuple[Any, Any]] = []  # (parameter, its base value) while an adapter is merged
         self._unmergeable: set[str] = set()  # adapters that always run unmerged
+        for path, reason in self.fast.items():
+            if reason is not None:
+                self._note(path, reason)
+        self._self_check()
 
     def chunk_size(self, kind: str) -> int:
         # Generation: large enough for full generation batches (up to 8 x batch_size rows). Scoring: the
@@ -417,6 +433,124 @@ class TransformersBackend(Backend):
     def _attention(self) -> str | None:
         return getattr(self.model.config, "_attn_implementation", None)
 
+    def _set_attention(self, implementation: str) -> bool:
+        try:
+            self.model.set_attn_implementation(implementation)
+        except (ValueError, ImportError, AttributeError, NotImplementedError) as exc:
+            self._note(fast.ATTENTION, f"cannot switch to {implementation} attention ({str(exc)[:120]})")
+            return False
+        return True
+
+    # -- which fast paths run ---------------------------------------------------------------
+    def _note(self, path: str, reason: str) -> None:
+        """Log once per engine that `path` takes the reference path, and why."""
+        if (path, reason) not in self._noted:
+            self._noted.add((path, reason))
+            log.info("harness: transformers backend, %s: %s runs the reference path: %s",
+                     self.spec.model, path, reason)
+
+    def _fast(self, path: str, length: int | None = None) -> bool:
+        """Whether fast path `path` runs (for sequences of up to `length` cache slots, where it depends on
+        them: a sliding attention window shorter than the sequence changes what the reused caches hold)."""
+        reason = self.fast.get(path)
+        if reason is not None:
+            return False
+        if length is not None and self._window is not None and length >= self._window:
+            self._note(path, f"sequences that reach the sliding attention window ({self._window} tokens)")
+            return False
+        return True
+
+    def fallbacks(self) -> dict[str, str]:
+        """The fast paths this engine does not take, each with its reason (static ones, from the load)."""
+        return {path: reason for path, reason in self.fast.items() if reason is not None}
+
+    def _disable_fast_paths(self, reason: str) -> None:
+        if self._attention() == GQA_SDPA:
+            self.model.set_attn_implementation(self._reference_attention or "sdpa")
+        for path in fast.PATHS:
+            if self.fast[path] is None:
+                self.fast[path] = reason
+                self._note(path, reason)
+
+    def _self_check(self) -> None:
+        """One short prompt through the fast paths (the backend's attention, a prefix cache, one-token
+        decoding, the output layer on selected rows) and through the reference (eager attention, the full
+        forward pass, log-softmax): a difference beyond the dtype's rounding turns every fast path off."""
+        if all(self.fast[p] is not None for p in (fast.ATTENTION, fast.SHARED_PREFIX, fast.OUTPUT_ROWS)):
+            return
+        torch = self.torch
+        text = "The quick brown fox jumps over the lazy dog; 1, 2, 3, 4, 5, 6, 7, 8, 9, 10."
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][:24]
+        if len(ids) < 6:
+            return
+        split = len(ids) // 2
+        targets = torch.tensor(ids[1:], device=self.device)
+        try:
+            with _compute(torch):
+                ours = self._score_positions(ids)  # log P(ids[t+1] | ids[:t+1]), t = 0 .. n-2
+                decoded = self._decode_positions(ids, split)  # the same for t = split .. n-2, one token at a time
+                reference = self._reference_logprobs(ids, targets)
+        except Exception as exc:  # a fast path that cannot even run this model
+            self._disable_fast_paths(f"the load-time self-check failed ({type(exc).__name__}: {str(exc)[:160]})")
+            warnings.warn(f"harness: {self.spec.model}: the transformers backend's fast paths failed their self-check "
+                          f"({type(exc).__name__}); every request runs the reference path.", stacklevel=3)
+            return
+        tolerance = 1e-3 if self.model.dtype == torch.float32 else 0.25
+        worst = max(max(abs(a - b) for a, b in zip(ours, reference, strict=True)),
+                    max(abs(a - b) for a, b in zip(decoded, reference[split:], strict=True)))
+        self.self_check_difference = worst
+        if worst > tolerance:
+            reason = f"the load-time self-check found log-probs {worst:.3g} away from the reference (tolerance {tolerance})"
+            self._disable_fast_paths(reason)
+            log.warning("harness: %s: %s; every request runs the reference path.", self.spec.model, reason)
+            warnings.warn(f"harness: {self.spec.model}: {reason}; every request runs the reference path.", stacklevel=3)
+
+    def _score_positions(self, ids: list[int]) -> list[float]:
+        torch = self.torch
+        wanted = torch.ones(1, len(ids), dtype=torch.bool, device=self.device)
+        wanted[0, -1] = False
+        logits = self._logits_at(wanted, input_ids=torch.tensor([ids], device=self.device))
+        return self._target_logprobs(logits, torch.tensor(ids[1:], device=self.device))[0]
+
+    def _decode_positions(self, ids: list[int], split: int) -> list[float]:
+        """Two identical rows: the first `split` tokens as a shared prefix cache (where that path runs), then
+        one token per forward pass, as the greedy loop decodes."""
+        torch = self.torch
+        prefix_cache = self._prefix_cache(ids[:split]) if self._fast(fast.SHARED_PREFIX, len(ids)) else None
+        cached = split if prefix_cache is not None else 0
+        rows = [ids[: split + 1]] * 2
+        input_ids, mask, cache = self._prefixed_batch(rows, prefix_cache, shared=self._shares_prefixes())
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        if cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+        if cached == 0:  # no prefix cache: the first `split` tokens as a prompt
+            out = self._forward_last(input_ids=input_ids[:, :split], attention_mask=mask[:, :split],
+                                     position_ids=positions[:, :split], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+        found = []
+        for t in range(split, len(ids) - 1):
+            step_mask = torch.ones(2, t + 1, dtype=mask.dtype, device=self.device)
+            out = self._forward_last(input_ids=torch.tensor([[ids[t]]] * 2, device=self.device),
+                                     attention_mask=step_mask, position_ids=torch.full((2, 1), t, device=self.device),
+                                     past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            found.append(logprobs[1, ids[t + 1]].item())
+        return found
+
+    def _reference_logprobs(self, ids: list[int], targets: Any) -> list[float]:
+        torch = self.torch
+        current = self._attention()
+        switched = current != "eager" and self._set_attention("eager")
+        try:
+            logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, :-1].float()
+        finally:
+            if switched:
+                self.model.set_attn_implementation(current)
+        return torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0].tolist()
+
     # -- adapters -------------------------------------------------------------------------
     def _adapter_context(self, adapter: Adapter | None):
         """Make `adapter` (None: the base model) the one the next forward passes use. With merging on, the
@@ -425,7 +559,8 @@ class TransformersBackend(Backend):
         from peft import PeftModel
 
         key = None if adapter is None else "a_" + adapter.sha256[:16]
-        if self._merged is not None and (self._merged != key or not self.merge_adapters):
+        if self._merged is not None and (self._merged != key or not self.merge_adapters
+                                         or not self._fast(fast.MERGE_ADAPTERS)):
             self._unmerge()
         if adapter is None:
             if isinstance(self.model, PeftModel):
@@ -447,7 +582,7 @@ class TransformersBackend(Backend):
             self._loaded_adapters[key] = str(adapter.path)
             self._head_of = None  # PEFT may have wrapped the output layer: look it up again
         self.model.set_adapter(key)
-        if self.merge_adapters and key not in self._unmergeable:
+        if self.merge_adapters and key not in self._unmergeable and self._fast(fast.MERGE_ADAPTERS):
             self._merge(key)
         return contextlib.nullcontext()
 
@@ -518,8 +653,11 @@ class TransformersBackend(Backend):
                    for i in indices}
             order = sorted(indices, key=lambda i: len(ids[i]), reverse=True)
             prefix = _shared_prefix([ids[i] for i in indices])
+            longest = max(len(ids[i]) for i in indices) + max_tokens
+            if len(prefix) < PREFIX_MIN_TOKENS or not self._fast(fast.SHARED_PREFIX, longest):
+                prefix = []
             with self._adapter_context(adapter):
-                prefix_cache = self._prefix_cache(prefix) if len(prefix) >= PREFIX_MIN_TOKENS else None
+                prefix_cache = self._prefix_cache(prefix) if prefix else None
                 # Kept once, not per row, the prefix does not count against the batch budget.
                 once = prefix_cache is not None and self._greedy(temperature, stop) and self._shares_prefixes() \
                     and _can_share(prefix_cache)
@@ -623,12 +761,12 @@ class TransformersBackend(Backend):
 
     def _greedy(self, temperature: float, stop: Sequence[str]) -> bool:
         """Whether requests with these settings decode in the backend's own greedy loop."""
-        return self.greedy_loop and temperature == 0 and not stop
+        return self.greedy_loop and temperature == 0 and not stop and self._fast(fast.GREEDY_LOOP)
 
     def _shares_prefixes(self) -> bool:
         """Whether the greedy loop keeps a shared prefix once for all rows: the backend's own attention
         function runs (it reads the prefix) and the engine allows it."""
-        return self._attention() == GQA_SDPA and self.share_prefixes
+        return self._attention() == GQA_SDPA and self.share_prefixes and self._fast(fast.ATTENTION)
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
@@ -713,6 +851,9 @@ class TransformersBackend(Backend):
                 by_context[tuple(pairs[i][0])].append(i)
             alone = [i for members in by_context.values() if len(members) == 1 for i in members]
             shared = [(list(c), members) for c, members in by_context.items() if len(members) > 1]
+            longest = max(len(pairs[i][0]) + len(pairs[i][1]) for i in indices)
+            if shared and not self._fast(fast.CONTEXT_REUSE, longest):
+                alone, shared = indices, []
             with self._adapter_context(adapter):
                 self._score_context_groups(shared, pairs, results)
                 self._score_full_rows(alone, pairs, results)
@@ -755,7 +896,9 @@ class TransformersBackend(Backend):
         pad = self.tokenizer.pad_token_id
         groups = sorted(groups, key=lambda g: len(g[0]), reverse=True)
         prefix = _shared_prefix([c for c, _ in groups])
-        prefix_cache = self._prefix_cache(prefix) if len(prefix) >= SCORE_PREFIX_MIN_TOKENS else None
+        longest = max((len(c) + len(pairs[i][1]) for c, members in groups for i in members), default=0)
+        use_prefix = len(prefix) >= SCORE_PREFIX_MIN_TOKENS and self._fast(fast.SHARED_PREFIX, longest)
+        prefix_cache = self._prefix_cache(prefix) if use_prefix else None
         # Up to 4 x batch_size contexts per batch and 8 x batch_size continuation rows, within 2048 x
         # batch_size tokens (of KV cache, which each continuation row copies): on 2 CPU cores 1.25x the
         # requests/s of batch_size and 2 x batch_size (TruthfulQA, bf16).
@@ -829,6 +972,11 @@ class TransformersBackend(Backend):
         argmax (the first maximum, as argmax picks). A few rows at a time: converting all the logits to
         float32 at once and reducing them op by op cost 6x more (the copy leaves the cache)."""
         torch = self.torch
+        if not self._fast(fast.OUTPUT_ROWS):  # the textbook computation: log-softmax over all rows at once
+            full = torch.log_softmax(logits.float(), dim=-1)
+            if full.shape[0] == 0:
+                return [], []
+            return full.gather(-1, targets[:, None])[:, 0].tolist(), (full.argmax(-1) == targets).tolist()
         logprobs, hits = [], []
         for start in range(0, logits.shape[0], LOGIT_BLOCK_ROWS):
             block = logits[start : start + LOGIT_BLOCK_ROWS].float()
@@ -861,6 +1009,7 @@ class TransformersBackend(Backend):
             model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             config = model.config
             extra = any(getattr(config, key, None) for key in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+            extra = extra or not self._fast(fast.OUTPUT_ROWS)
             try:
                 decoder, output = model.get_decoder(), model.get_output_embeddings()
             except (AttributeError, NotImplementedError):
@@ -880,6 +1029,7 @@ class TransformersBackend(Backend):
             "device": self.device,
             "dtype": str(self.model.dtype).replace("torch.", ""),
             "load_seconds": round(self.load_seconds, 2),
+            "reference_paths": self.fallbacks(),
         }
         if self.spec.quantization:
             import bitsandbytes
