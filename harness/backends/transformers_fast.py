@@ -86,6 +86,17 @@ def sliding_window(config: Any) -> int | None:
     return int(window)
 
 
+def eager_only(config: Any) -> str | None:
+    """Why transformers' SDPA attention would not compute what its eager attention computes for this model
+    (None: they agree). Such models load with eager attention, the reference."""
+    cfg = text_config(config)
+    if getattr(cfg, "attn_logit_softcapping", None):
+        return "attention logits are soft-capped (attn_logit_softcapping), which transformers' SDPA path ignores"
+    if getattr(cfg, "model_type", None) == "falcon" and getattr(cfg, "alibi", False):
+        return "Falcon's SDPA path adds the ALiBi bias unscaled, its eager path scales it by 1/sqrt(head size)"
+    return None
+
+
 def greedy_blockers(generation_config: Any) -> list[str]:
     """The generation_config settings (name=value) under which `generate`'s greedy decoding is not a plain argmax."""
     if generation_config is None:
@@ -119,8 +130,8 @@ def plan(model: Any, *, attention: str | None, user_attention: bool) -> dict[str
             reasons[ATTENTION] = "the engine sets attn_implementation"
         elif attention != "sdpa":
             reasons[ATTENTION] = f"the model runs {attention!r} attention, not sdpa"
-        elif getattr(cfg, "attn_logit_softcapping", None):
-            reasons[ATTENTION] = "attention logits are soft-capped (attn_logit_softcapping)"
+        elif eager_only(config):
+            reasons[ATTENTION] = eager_only(config)
         elif _head_sizes_differ(cfg):
             reasons[ATTENTION] = "value heads are not the size of query heads"
         elif getattr(model, "device", None) is not None and getattr(model.device, "type", "cpu") != "cpu":

@@ -40,7 +40,7 @@ EXPECTED_REFERENCE_PATHS: dict[str, set[str]] = {
     "gpt2": {A, O},
     "granite": {O},
     "cohere": {O},
-    "falcon-alibi": {A},
+    "falcon-alibi": {A},  # and it loads eager attention: Falcon's SDPA path scales ALiBi otherwise
     "bloom-alibi": {A},
     "deepseek_v3-mla": {A},
 }
@@ -48,8 +48,7 @@ SLIDING = {"mistral-sliding", "qwen2-sliding", "gemma2-softcap-sliding", "gemma3
 ADAPTER_FAMILIES = ["llama-gqa", "mistral-sliding", "qwen2-sliding", "gemma2-softcap-sliding", "phi3", "gpt2"]
 PROCESSOR_FAMILIES = ["llama-gqa", "mistral-sliding", "gpt2"]
 
-QUESTIONS = ["What is the capital of France?", "Say yes.", "Count one two three four five six seven.",
-             "Name a colour, please, and say nothing else."]
+QUESTIONS = ["What is the capital of France?", "Say yes.", "Count one two three four five six seven."]
 SYSTEM = {"role": "system", "content": "You are a terse assistant. Answer in one word. " * 3}
 SHOTS = [m for q, a in [("What is two plus two?", "four"), ("Capital of Italy?", "Rome"),
                         ("Colour of the sky?", "blue"), ("Colour of grass?", "green"),
@@ -215,8 +214,8 @@ def test_reference_paths_are_the_documented_ones(arch):
 def test_plain_prompts_greedy_batched(arch, monkeypatch):
     """Greedy, a batch of chat prompts of different lengths (the greedy loop, left padding) = generate alone."""
     monkeypatch.setattr(arch.backend, "batch_size", 2)
-    requests = chat_requests(PLAIN, max_tokens=12)
-    assert_generations_equal(arch.backend.generate(requests), reference_generate(arch, PLAIN, max_new_tokens=12),
+    requests = chat_requests(PLAIN, max_tokens=8)
+    assert_generations_equal(arch.backend.generate(requests), reference_generate(arch, PLAIN, max_new_tokens=8),
                              requests)
 
 
@@ -224,15 +223,15 @@ def test_fewshot_prefix_greedy(arch, monkeypatch):
     """A few-shot/system prefix longer than the sliding window, shared by every prompt of the call."""
     import harness.backends.transformers as tb
 
-    requests = chat_requests(FEWSHOT, max_tokens=10)
+    requests = chat_requests(FEWSHOT, max_tokens=8)
     lengths = [len(prompt_ids(arch, m)) for m in FEWSHOT]
     assert min(lengths) > WINDOW and len(tb._shared_prefix([prompt_ids(arch, m) for m in FEWSHOT])) >= tb.PREFIX_MIN_TOKENS
     monkeypatch.setattr(arch.backend, "batch_size", 1)  # several batches continue from the one prefix
-    expected = reference_generate(arch, FEWSHOT, max_new_tokens=10)
+    expected = reference_generate(arch, FEWSHOT, max_new_tokens=8)
     assert_generations_equal(arch.backend.generate(requests), expected, requests)
     monkeypatch.setattr(tb, "PREFIX_MIN_TOKENS", 1)  # plain prompts share the template's first tokens
-    plain = chat_requests(PLAIN, max_tokens=10)
-    assert_generations_equal(arch.backend.generate(plain), reference_generate(arch, PLAIN, max_new_tokens=10), plain)
+    plain = chat_requests(PLAIN, max_tokens=8)
+    assert_generations_equal(arch.backend.generate(plain), reference_generate(arch, PLAIN, max_new_tokens=8), plain)
 
 
 def test_fewshot_prefix_short_of_the_window(arch, monkeypatch):
@@ -250,9 +249,9 @@ def test_fewshot_prefix_short_of_the_window(arch, monkeypatch):
 def test_stop_strings(arch):
     """A stop string (transformers' generate with stop_strings, then cut at the stop) = generate's text cut there."""
     prompts = PLAIN[:2] + FEWSHOT[:2]
-    full = reference_generate(arch, prompts, max_new_tokens=12)
+    full = reference_generate(arch, prompts, max_new_tokens=8)
     stops = [text[len(text) // 2 : len(text) // 2 + 2] or "zz" for text, _ in full]
-    requests = [GenerateRequest.chat(p, max_tokens=12, stop=(s,)) for p, s in zip(prompts, stops, strict=True)]
+    requests = [GenerateRequest.chat(p, max_tokens=8, stop=(s,)) for p, s in zip(prompts, stops, strict=True)]
     got = arch.backend.generate(requests)
     for g, (text, _), stop in zip(got, full, stops, strict=True):
         cut = text.find(stop)
@@ -306,9 +305,9 @@ def test_generation_config_processors(name, model_root, caplog):
         assert "repetition_penalty=1.5" in loaded.backend.fallbacks()[G]
         assert sum("greedy_loop runs the reference path" in r.message for r in caplog.records) == 1
         for prompts in (PLAIN, FEWSHOT):
-            requests = chat_requests(prompts, max_tokens=12)
+            requests = chat_requests(prompts, max_tokens=8)
             assert_generations_equal(loaded.backend.generate(requests),
-                                     reference_generate(loaded, prompts, max_new_tokens=12), requests)
+                                     reference_generate(loaded, prompts, max_new_tokens=8), requests)
     finally:
         loaded.backend.close()
 
@@ -329,9 +328,9 @@ def test_lora_adapter_merged_and_unmerged(name, model_root, tmp_path):
     tuned = PeftModel.from_pretrained(loaded.reference, adapter_dir).eval()
     try:
         prompts = PLAIN + FEWSHOT[:2]
-        gen = [GenerateRequest.chat(p, max_tokens=10, adapter=adapter) for p in prompts]
+        gen = [GenerateRequest.chat(p, max_tokens=8, adapter=adapter) for p in prompts]
         scores = [dataclasses.replace(r, adapter=adapter) for r in mc_raw_requests() + mc_chat_requests()[:3]]
-        expected_gen = reference_generate(loaded, prompts, model=tuned, max_new_tokens=10)
+        expected_gen = reference_generate(loaded, prompts, model=tuned, max_new_tokens=8)
         expected_scores = reference_loglikelihood(loaded, scores, model=tuned)
         for merge in (True, False):
             loaded.backend.merge_adapters = merge
@@ -376,9 +375,9 @@ def test_a_fast_path_that_diverges_is_caught_at_load_and_not_taken(model_root, m
     try:
         assert set(loaded.backend.fallbacks()) == {A, P, G, C, O, M}
         assert loaded.backend._attention() == "sdpa"
-        requests = chat_requests(FEWSHOT, max_tokens=10)
+        requests = chat_requests(FEWSHOT, max_tokens=8)
         assert_generations_equal(loaded.backend.generate(requests),
-                                 reference_generate(loaded, FEWSHOT, max_new_tokens=10), requests)
+                                 reference_generate(loaded, FEWSHOT, max_new_tokens=8), requests)
         scores = mc_chat_requests()
         assert_scores_equal(loaded.backend.loglikelihood(scores), reference_loglikelihood(loaded, scores), scores)
     finally:

@@ -103,7 +103,7 @@ def build_model(name: str, folder: Path, *, generation: dict[str, Any] | None = 
     tokenizer = build_tokenizer(folder)
     settings = dict(ARCHITECTURES[name])
     model_type = settings.pop("model_type")
-    settings["vocab_size"] = len(tokenizer)
+    settings["vocab_size"] = len(tokenizer) + 8  # room for a token a model type's tokenizer class adds
     settings.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                     pad_token_id=tokenizer.eos_token_id)
     config = AutoConfig.for_model(model_type, **settings)
@@ -128,7 +128,7 @@ def build_adapter(model_dir: Path, folder: Path, *, seed: int = 1) -> Path:
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False)
+    config = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules="all-linear")
     peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for pname, param in peft_model.named_parameters():
