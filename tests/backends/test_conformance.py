@@ -24,7 +24,7 @@ pytestmark = pytest.mark.model
 FP32 = {"dtype": "float32"}
 LOGPROB_TOLERANCE = 1e-4
 
-A, P, G, C, O, M = ("attention", "shared_prefix", "greedy_loop", "context_reuse", "output_rows", "merge_adapters")
+A, P, G, C, OUT, M = ("attention", "shared_prefix", "greedy_loop", "context_reuse", "output_rows", "merge_adapters")
 # The fast paths each architecture runs on the reference path, whatever the request (sequences that reach
 # a sliding window take the reference path for shared_prefix and context_reuse on top of these).
 EXPECTED_REFERENCE_PATHS: dict[str, set[str]] = {
@@ -34,12 +34,12 @@ EXPECTED_REFERENCE_PATHS: dict[str, set[str]] = {
     "mistral-sliding": set(),
     "qwen2-sliding": set(),
     "qwen3": set(),
-    "gemma2-softcap-sliding": {A, O},
+    "gemma2-softcap-sliding": {A, OUT},
     "gemma3-sliding": set(),
     "phi3": set(),
-    "gpt2": {A, O},
-    "granite": {O},
-    "cohere": {O},
+    "gpt2": {A, OUT},
+    "granite": {OUT},
+    "cohere": {OUT},
     "falcon-alibi": {A},  # and it loads eager attention: Falcon's SDPA path scales ALiBi otherwise
     "bloom-alibi": {A},
     "deepseek_v3-mla": {A},
@@ -373,7 +373,7 @@ def test_a_fast_path_that_diverges_is_caught_at_load_and_not_taken(model_root, m
     with pytest.warns(UserWarning, match="self-check"):
         loaded = _load(_model_dir(model_root, "llama-gqa"))
     try:
-        assert set(loaded.backend.fallbacks()) == {A, P, G, C, O, M}
+        assert set(loaded.backend.fallbacks()) == {A, P, G, C, OUT, M}
         assert loaded.backend._attention() == "sdpa"
         requests = chat_requests(FEWSHOT, max_tokens=8)
         assert_generations_equal(loaded.backend.generate(requests),

@@ -110,7 +110,7 @@ def build_model(name: str, folder: Path, *, generation: dict[str, Any] | None = 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():  # norms at 1 + noise and biases non-zero: no layer is an identity by accident
-        for pname, param in model.named_parameters():
+        for param in model.parameters():
             if param.dim() == 1:
                 param.add_(torch.randn_like(param) * 0.1)
     model.generation_config.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
