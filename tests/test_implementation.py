@@ -23,6 +23,7 @@ RECORD = Path(__file__).with_name("implementation.json")
 GUARDED = {  # source file -> the module holding its IMPLEMENTATION
     "harness/backends/base.py": "harness.backends.base",
     "harness/backends/transformers.py": "harness.backends.transformers",
+    "harness/backends/transformers_fast.py": "harness.backends.transformers",
     "harness/backends/vllm.py": "harness.backends.vllm",
     "harness/backends/openai.py": "harness.backends.openai",
     "harness/backends/fake.py": "harness.backends.fake",

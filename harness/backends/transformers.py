@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import logging
 import math
 import os
 import subprocess
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.backends import transformers_fast as fast
 from harness.backends.base import (
     Adapter,
     Backend,
@@ -33,10 +35,12 @@ from harness.backends.base import (
 from harness.errors import AdapterError, BackendError
 from harness.models import resolve_model_path
 
-IMPLEMENTATION = "transformers/1"
+IMPLEMENTATION = "transformers/2"
 """Version of this module's outputs (generations, log-likelihoods), part of the cache identity of every
 engine it serves (runner.engine_fingerprint) and of blessed baselines: bump it by hand whenever a change here
 could change an output; tests/test_implementation.py fails until you do."""
+
+log = logging.getLogger("harness")
 
 ENGINE_KEYS = {"dtype", "device", "batch_size", "attn_implementation", "max_length", "merge_adapters", "add_bos_token"}
 PREFIX_MIN_TOKENS = 64  # shorter shared prefixes are cheaper to recompute than to copy per batch
@@ -359,6 +363,8 @@ class TransformersBackend(Backend):
     share_prefixes = True
     """In the greedy loop, a prompt prefix shared by a batch (few-shot examples) is stored and read once for
     all rows; False: a copy per row, as generate does."""
+    self_check_difference: float | None = None
+    """The largest log-prob difference the load-time self-check found between the fast paths and the reference."""
 
     def __init__(self, spec: EngineSpec) -> None:
         super().__init__(spec)
@@ -367,7 +373,7 @@ class TransformersBackend(Backend):
             import transformers
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise BackendError(f"the transformers backend needs torch and transformers ({exc}). Run `make install`.")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
@@ -388,6 +394,7 @@ class TransformersBackend(Backend):
         self.merge_adapters = merges_adapters(engine, spec.quantization)
         self.max_length = engine.get("max_length")
         path = resolve_model_path(spec.model)
+        self._noted: set[tuple[str, str]] = set()
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": spec.trust_remote_code}
         if engine.get("attn_implementation"):
@@ -406,12 +413,22 @@ class TransformersBackend(Backend):
                 kwargs["device_map"] = self.device
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+            eager_reason = fast.eager_only(AutoConfig.from_pretrained(path, trust_remote_code=spec.trust_remote_code))
+            if eager_reason and "attn_implementation" not in kwargs:
+                # The reference where transformers' SDPA path computes something else (Gemma2's soft-capping,
+                # Falcon's ALiBi); some models pick their attention class when built, so it is set at load.
+                kwargs["attn_implementation"] = "eager"
             self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
         except OSError as exc:
             raise BackendError(f"could not load model '{spec.model}' ({path}): {exc}") from None
         if "quantization_config" not in kwargs:
             self.model.to(self.device)
-        if self.device == "cpu" and not engine.get("attn_implementation") and self._attention() == "sdpa":
+        if eager_reason and not engine.get("attn_implementation"):
+            self._note(fast.ATTENTION, f"runs eager attention: {eager_reason}")
+        self.fast = fast.plan(self.model, attention=self._attention(), user_attention=bool(engine.get("attn_implementation")))
+        self._window = fast.sliding_window(self.model.config)
+        self._reference_attention = self._attention()
+        if self.fast[fast.ATTENTION] is None:
             self.model.set_attn_implementation(_register_gqa_sdpa())
         self.model.eval()
         self.model.requires_grad_(False)  # as PEFT leaves the base model: one behaviour before and after an adapter
@@ -425,6 +442,10 @@ class TransformersBackend(Backend):
         self._merged: str | None = None  # the adapter whose update is in the base weights now
         self._merge_saved: list[tuple[Any, Any]] = []  # (parameter, its base value) while an adapter is merged
         self._unmergeable: set[str] = set()  # adapters that always run unmerged
+        for path, reason in self.fast.items():
+            if reason is not None:
+                self._note(path, reason)
+        self._self_check()
 
     def chunk_size(self, kind: str) -> int:
         # Generation: large enough for full generation batches (up to 8 x batch_size rows). Scoring: the
@@ -436,6 +457,130 @@ class TransformersBackend(Backend):
     def _attention(self) -> str | None:
         return getattr(self.model.config, "_attn_implementation", None)
 
+    def _set_attention(self, implementation: str) -> bool:
+        try:
+            self.model.set_attn_implementation(implementation)
+        except (ValueError, ImportError, AttributeError, NotImplementedError) as exc:
+            self._note(fast.ATTENTION, f"cannot switch to {implementation} attention ({str(exc)[:120]})")
+            return False
+        return True
+
+    # -- which fast paths run ---------------------------------------------------------------
+    def _note(self, path: str, reason: str) -> None:
+        """Log once per engine that `path` takes the reference path, and why."""
+        if (path, reason) not in self._noted:
+            self._noted.add((path, reason))
+            log.info("harness: transformers backend, %s: %s runs the reference path: %s",
+                     self.spec.model, path, reason)
+
+    def _fast(self, path: str, length: int | None = None) -> bool:
+        """Whether fast path `path` runs (for sequences of up to `length` cache slots, where it depends on
+        them: a sliding attention window shorter than the sequence changes what the reused caches hold)."""
+        reason = self.fast.get(path)
+        if reason is not None:
+            return False
+        if length is not None and self._window is not None and length >= self._window:
+            self._note(path, f"sequences that reach the sliding attention window ({self._window} tokens)")
+            return False
+        return True
+
+    def fallbacks(self) -> dict[str, str]:
+        """The fast paths this engine does not take, each with its reason (static ones, from the load)."""
+        return {path: reason for path, reason in self.fast.items() if reason is not None}
+
+    def _disable_fast_paths(self, reason: str) -> None:
+        if self._attention() != self._reference_attention:
+            self.model.set_attn_implementation(self._reference_attention or "sdpa")
+        for path in fast.PATHS:
+            if self.fast[path] is None:
+                self.fast[path] = reason
+                self._note(path, reason)
+
+    def _self_check(self) -> None:
+        """One short prompt through the fast paths (the backend's attention, a prefix cache, one-token
+        decoding, the output layer on selected rows) and through the reference (transformers' forward pass
+        with the fallback attention, log-softmax): a difference beyond the dtype's rounding turns every fast
+        path off, with a warning."""
+        if all(self.fast[p] is not None for p in (fast.ATTENTION, fast.SHARED_PREFIX, fast.OUTPUT_ROWS)):
+            return
+        torch = self.torch
+        text = "The quick brown fox jumps over the lazy dog; 1, 2, 3, 4, 5, 6, 7, 8, 9, 10."
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][:16]
+        if len(ids) < 6:
+            return
+        split = len(ids) - 4  # three decoding steps
+        targets = torch.tensor(ids[1:], device=self.device)
+        try:
+            with _compute(torch):
+                ours = self._score_positions(ids)  # log P(ids[t+1] | ids[:t+1]), t = 0 .. n-2
+                decoded = self._decode_positions(ids, split)  # the same for t = split .. n-2, one token at a time
+                reference = self._reference_logprobs(ids, targets)
+        except Exception as exc:  # a fast path that cannot even run this model
+            self._disable_fast_paths(f"the load-time self-check failed ({type(exc).__name__}: {str(exc)[:160]})")
+            warnings.warn(f"harness: {self.spec.model}: the transformers backend's fast paths failed their self-check "
+                          f"({type(exc).__name__}); every request runs the reference path.", stacklevel=3)
+            return
+        # float32: the paths agree to ~1e-5. bfloat16/float16: one-token decoding and the SDPA kernel round
+        # differently (SmolLM2 in bfloat16: 0.014 at most); a fast path that is wrong is off by nats.
+        tolerance = 1e-3 if self.model.dtype == torch.float32 else 0.15
+        worst = max(max(abs(a - b) for a, b in zip(ours, reference, strict=True)),
+                    max(abs(a - b) for a, b in zip(decoded, reference[split:], strict=True)))
+        self.self_check_difference = worst
+        if worst > tolerance:
+            reason = f"the load-time self-check found log-probs {worst:.3g} away from the reference (tolerance {tolerance})"
+            self._disable_fast_paths(reason)
+            log.warning("harness: %s: %s; every request runs the reference path.", self.spec.model, reason)
+            warnings.warn(f"harness: {self.spec.model}: {reason}; every request runs the reference path.", stacklevel=3)
+
+    def _score_positions(self, ids: list[int]) -> list[float]:
+        torch = self.torch
+        wanted = torch.ones(1, len(ids), dtype=torch.bool, device=self.device)
+        wanted[0, -1] = False
+        logits = self._logits_at(wanted, input_ids=torch.tensor([ids], device=self.device))
+        return self._target_logprobs(logits, torch.tensor(ids[1:], device=self.device))[0]
+
+    def _decode_positions(self, ids: list[int], split: int) -> list[float]:
+        """Two identical rows: the first `split` tokens as a shared prefix cache (where that path runs), then
+        one token per forward pass, as the greedy loop decodes."""
+        torch = self.torch
+        prefix_cache = self._prefix_cache(ids[:split]) if self._fast(fast.SHARED_PREFIX, len(ids)) else None
+        cached = split if prefix_cache is not None else 0
+        rows = [ids[: split + 1]] * 2
+        input_ids, mask, cache = self._prefixed_batch(rows, prefix_cache, shared=self._shares_prefixes())
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        if cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+        if cached == 0:  # no prefix cache: the first `split` tokens as a prompt
+            out = self._forward_last(input_ids=input_ids[:, :split], attention_mask=mask[:, :split],
+                                     position_ids=positions[:, :split], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+        found = []
+        for t in range(split, len(ids) - 1):
+            step_mask = torch.ones(2, t + 1, dtype=mask.dtype, device=self.device)
+            out = self._forward_last(input_ids=torch.tensor([[ids[t]]] * 2, device=self.device),
+                                     attention_mask=step_mask, position_ids=torch.full((2, 1), t, device=self.device),
+                                     past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            found.append(logprobs[1, ids[t + 1]].item())
+        return found
+
+    def _reference_logprobs(self, ids: list[int], targets: Any) -> list[float]:
+        """The reference path: transformers' full forward pass with the attention the engine would fall back
+        to (its SDPA, or eager where they disagree; in float32 both within 1e-5 of eager, the matrix's
+        reference), log-softmax in float32."""
+        torch = self.torch
+        current, reference = self._attention(), self._reference_attention or "sdpa"
+        switched = current != reference and self._set_attention(reference)
+        try:
+            logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, :-1].float()
+        finally:
+            if switched:
+                self.model.set_attn_implementation(current)
+        return torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0].tolist()
+
     # -- adapters -------------------------------------------------------------------------
     def _adapter_context(self, adapter: Adapter | None):
         """Make `adapter` (None: the base model) the one the next forward passes use. With merging on, the
@@ -444,7 +589,8 @@ class TransformersBackend(Backend):
         from peft import PeftModel
 
         key = None if adapter is None else "a_" + adapter.sha256[:16]
-        if self._merged is not None and (self._merged != key or not self.merge_adapters):
+        if self._merged is not None and (self._merged != key or not self.merge_adapters
+                                         or not self._fast(fast.MERGE_ADAPTERS)):
             self._unmerge()
         if adapter is None:
             if isinstance(self.model, PeftModel):
@@ -466,7 +612,7 @@ class TransformersBackend(Backend):
             self._loaded_adapters[key] = str(adapter.path)
             self._head_of = None  # PEFT may have wrapped the output layer: look it up again
         self.model.set_adapter(key)
-        if self.merge_adapters and key not in self._unmergeable:
+        if self.merge_adapters and key not in self._unmergeable and self._fast(fast.MERGE_ADAPTERS):
             self._merge(key)
         return contextlib.nullcontext()
 
@@ -537,8 +683,11 @@ class TransformersBackend(Backend):
                    for i in indices}
             order = sorted(indices, key=lambda i: len(ids[i]), reverse=True)
             prefix = _shared_prefix([ids[i] for i in indices])
+            longest = max(len(ids[i]) for i in indices) + max_tokens
+            if len(prefix) < PREFIX_MIN_TOKENS or not self._fast(fast.SHARED_PREFIX, longest):
+                prefix = []
             with self._adapter_context(adapter):
-                prefix_cache = self._prefix_cache(prefix) if len(prefix) >= PREFIX_MIN_TOKENS else None
+                prefix_cache = self._prefix_cache(prefix) if prefix else None
                 # Kept once, not per row, the prefix does not count against the batch budget.
                 once = prefix_cache is not None and self._greedy(temperature, stop) and self._shares_prefixes() \
                     and _can_share(prefix_cache)
@@ -642,12 +791,12 @@ class TransformersBackend(Backend):
 
     def _greedy(self, temperature: float, stop: Sequence[str]) -> bool:
         """Whether requests with these settings decode in the backend's own greedy loop."""
-        return self.greedy_loop and temperature == 0 and not stop
+        return self.greedy_loop and temperature == 0 and not stop and self._fast(fast.GREEDY_LOOP)
 
     def _shares_prefixes(self) -> bool:
         """Whether the greedy loop keeps a shared prefix once for all rows: the backend's own attention
         function runs (it reads the prefix) and the engine allows it."""
-        return self._attention() == GQA_SDPA and self.share_prefixes
+        return self._attention() == GQA_SDPA and self.share_prefixes and self._fast(fast.ATTENTION)
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
@@ -720,6 +869,9 @@ class TransformersBackend(Backend):
                 by_context[tuple(pairs[i][0])].append(i)
             alone = [i for members in by_context.values() if len(members) == 1 for i in members]
             shared = [(list(c), members) for c, members in by_context.items() if len(members) > 1]
+            longest = max(len(pairs[i][0]) + len(pairs[i][1]) for i in indices)
+            if shared and not self._fast(fast.CONTEXT_REUSE, longest):
+                alone, shared = indices, []
             with self._adapter_context(adapter):
                 self._score_context_groups(shared, pairs, results)
                 self._score_full_rows(alone, pairs, results)
@@ -762,7 +914,9 @@ class TransformersBackend(Backend):
         pad = self.tokenizer.pad_token_id
         groups = sorted(groups, key=lambda g: len(g[0]), reverse=True)
         prefix = _shared_prefix([c for c, _ in groups])
-        prefix_cache = self._prefix_cache(prefix) if len(prefix) >= SCORE_PREFIX_MIN_TOKENS else None
+        longest = max((len(c) + len(pairs[i][1]) for c, members in groups for i in members), default=0)
+        use_prefix = len(prefix) >= SCORE_PREFIX_MIN_TOKENS and self._fast(fast.SHARED_PREFIX, longest)
+        prefix_cache = self._prefix_cache(prefix) if use_prefix else None
         # Up to 4 x batch_size contexts per batch and 8 x batch_size continuation rows, within 2048 x
         # batch_size tokens (of KV cache, which each continuation row copies): on 2 CPU cores 1.25x the
         # requests/s of batch_size and 2 x batch_size (TruthfulQA, bf16).
@@ -836,6 +990,11 @@ class TransformersBackend(Backend):
         argmax (the first maximum, as argmax picks). A few rows at a time: converting all the logits to
         float32 at once and reducing them op by op cost 6x more (the copy leaves the cache)."""
         torch = self.torch
+        if not self._fast(fast.OUTPUT_ROWS):  # the textbook computation: log-softmax over all rows at once
+            full = torch.log_softmax(logits.float(), dim=-1)
+            if full.shape[0] == 0:
+                return [], []
+            return full.gather(-1, targets[:, None])[:, 0].tolist(), (full.argmax(-1) == targets).tolist()
         logprobs, hits = [], []
         for start in range(0, logits.shape[0], LOGIT_BLOCK_ROWS):
             block = logits[start : start + LOGIT_BLOCK_ROWS].float()
@@ -868,6 +1027,7 @@ class TransformersBackend(Backend):
             model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             config = model.config
             extra = any(getattr(config, key, None) for key in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+            extra = extra or not self._fast(fast.OUTPUT_ROWS)
             try:
                 decoder, output = model.get_decoder(), model.get_output_embeddings()
             except (AttributeError, NotImplementedError):
@@ -887,6 +1047,7 @@ class TransformersBackend(Backend):
             "device": self.device,
             "dtype": str(self.model.dtype).replace("torch.", ""),
             "load_seconds": round(self.load_seconds, 2),
+            "reference_paths": self.fallbacks(),
         }
         if self.spec.quantization:
             import bitsandbytes
