@@ -75,6 +75,8 @@ def run(
     suites: Annotated[Optional[list[Path]], typer.Argument(help="Suite files or folders (default: suites/).")] = None,
     variants: Annotated[Optional[str], typer.Option("--variants", "-v", help="Comma-separated variants to run.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="At most N cases per suite.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Ignore the suites' own data.limit (and lm_eval.limit): "
+                                                      "all of their data (`make demo-full`).")] = False,
     models: ModelsOpt = Path("models.toml"),
     out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("reports/runs"),
     cache: Annotated[Optional[Path], typer.Option(help="Generation cache file (default: $HARNESS_CACHE_DIR).")] = None,
@@ -100,6 +102,8 @@ def run(
             for name in wanted:
                 config.get(name)
         loaded = [load_suite(p, known_variants=set(config.variants)) for p in _suite_paths(suites or [])]
+        if full:
+            loaded = [suite.without_limit() for suite in loaded]
         run_options = RunOptions(variants=wanted, limit=limit, out_root=out, progress=progress,
                                  baselines=baselines if use_baselines else None)
         preflight(loaded, config, run_options)  # every input checked before a run directory or cache exists

@@ -2,14 +2,25 @@
 
 Registered through the `pytest11` entry point as `harness` (turn it off with `-p no:harness`).
 
-Which YAML files are suites
-    A `*.yaml` / `*.yml` file is collected as a suite when it sits *directly* in a directory
-    named `suites`, or when it has a top-level `suite:` or `scorers:` key (a line-start regex over
-    the raw bytes; no YAML parse). Every valid suite needs `scorers:`, so suites in nested folders
-    are found too, while helper YAML below `suites/` (`suites/schemas/x.yaml`) and every other YAML
-    file is left alone. A suite that does not load (bad YAML, unknown key, a variant missing from
-    models.toml, a malformed gate) is a collection error showing the harness's one-paragraph
-    message (file, line, key, fix); `--continue-on-collection-errors` runs the other suites anyway.
+Opt-in: nothing is collected unless the project asks
+    Installing the package does not make pytest read anyone's YAML (as pytest's own doctest plugin
+    collects text files only on request). Collection is on when
+      - the ini option `harness_suites` lists folders (`harness_suites = suites`, relative to the
+        ini file; in pyproject.toml `harness_suites = ["suites"]`): suites inside those folders
+        are collected, YAML anywhere else is not; or
+      - `--harness` is passed: suites are collected wherever pytest looks.
+    A YAML file named on the command line while collection is off is a collection error that says
+    how to opt in; a project that did not opt in and has an unrelated `suites/` folder is untouched.
+
+Which YAML files are suites (once collection is on)
+    A `*.yaml` / `*.yml` file is collected as a suite when it sits *directly* in one of the
+    `harness_suites` folders (or, with `--harness`, directly in a folder named `suites`), or when it
+    has a top-level `suite:` or `scorers:` key (a line-start regex over the raw bytes; no YAML
+    parse). Every valid suite needs `scorers:`, so suites in nested folders are found too, while
+    helper YAML below `suites/` (`suites/schemas/x.yaml`) and every other YAML file is left alone.
+    A suite that does not load (bad YAML, unknown key, a variant missing from models.toml, a
+    malformed gate) is a collection error showing the harness's one-paragraph message (file, line,
+    key, fix); `--continue-on-collection-errors` runs the other suites anyway.
 
 Items and ids
     `suites/x.yaml::run`     the suite as a whole: fails when it cannot run (bad models.toml, data
@@ -52,6 +63,8 @@ pytest-xdist (`-n N`)
     lock: results stay correct, work may repeat.
 
 Options (group "harness")
+    --harness                collect suite YAML wherever pytest looks (without it: only inside the
+                             folders of the `harness_suites` ini option; with neither: none)
     --harness-models PATH    models.toml (default: models.toml at the rootdir, else in the cwd)
     --harness-variants a,b   only these variants
     --harness-limit N        at most N evaluation cases per suite
@@ -70,6 +83,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -106,6 +120,9 @@ CLIP, CLIP_VERBOSE = 160, 600
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "LLM evaluation harness (suite YAML as tests)")
+    group.addoption("--harness", action="store_true", default=False, dest="harness_collect",
+                    help="Collect suite YAML wherever pytest looks (default: only inside the folders "
+                         "of the harness_suites ini option; with neither, no YAML is collected).")
     group.addoption("--harness-models", metavar="PATH", default=None,
                     help="models.toml with the variants (default: models.toml at the rootdir, else in the cwd).")
     group.addoption("--harness-variants", metavar="A,B", default=None,
@@ -116,6 +133,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Write each suite's run records (records.jsonl, manifest.json) under DIR.")
     group.addoption("--harness-baseline", metavar="DIR", default=None,
                     help="Blessed baselines directory (default: reports/baselines at the rootdir).")
+    parser.addini("harness_suites", type="paths", default=[],
+                  help="Folders (relative to the ini file) whose suite YAML files are collected as tests; "
+                       "e.g. `harness_suites = suites`. Without it (or --harness) no YAML is collected.")
 
 
 @dataclass
@@ -442,11 +462,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # -- collection -------------------------------------------------------------------------------------
 
-def is_suite_file(path: Path) -> bool:
-    """The collection rule (see the module docstring): cheap, and never parses YAML."""
+def is_suite_file(path: Path, direct_dirs: tuple[Path, ...] = ()) -> bool:
+    """The collection rule (see the module docstring): cheap, and never parses YAML.
+
+    `direct_dirs`: folders whose YAML children are suites without a look inside (the
+    `harness_suites` folders); with none given, folders named `suites` (the `--harness` rule)."""
     if path.suffix.lower() not in SUITE_SUFFIXES:
         return False
-    if path.parent.name == SUITES_DIR:
+    if path.parent.name == SUITES_DIR if not direct_dirs else _absolute(path.parent) in direct_dirs:
         return True
     try:
         with path.open("rb") as handle:
@@ -456,10 +479,76 @@ def is_suite_file(path: Path) -> bool:
     return _TOP_LEVEL_SUITE_KEY.search(head) is not None
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SuiteFile | None:
-    if is_suite_file(file_path):
+def _absolute(path: Path) -> Path:
+    return Path(os.path.normpath(path.absolute()))
+
+
+@dataclass(frozen=True)
+class _Collection:
+    """Whether, and where, suite YAML is collected in this session (the opt-in)."""
+
+    everywhere: bool
+    """--harness"""
+    folders: tuple[Path, ...]
+    """The harness_suites ini folders, absolute and normalised."""
+    named: frozenset[Path]
+    """Paths named on the command line (for the opt-in hint)."""
+
+    @classmethod
+    def of(cls, config: pytest.Config) -> _Collection:
+        folders = tuple(dict.fromkeys(_absolute(Path(p)) for p in config.getini("harness_suites")))
+        here = config.invocation_params.dir
+        named = frozenset(_absolute(here / str(arg).split("::", 1)[0]) for arg in config.args)
+        return cls(everywhere=bool(config.option.harness_collect), folders=folders, named=named)
+
+    def collects(self, path: Path) -> bool:
+        if self.everywhere:
+            return is_suite_file(path, self.folders) or is_suite_file(path)
+        path = _absolute(path)
+        inside = [f for f in self.folders if path.is_relative_to(f)]
+        return bool(inside) and is_suite_file(path, self.folders)
+
+    def hint_for(self, path: Path) -> bool:
+        """A suite-looking YAML named on the command line that the opt-in leaves out."""
+        return _absolute(path) in self.named and is_suite_file(path)
+
+
+_COLLECTION = pytest.StashKey[_Collection]()
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.File | None:
+    if file_path.suffix.lower() not in SUITE_SUFFIXES:
+        return None
+    config = parent.config
+    collection = config.stash.get(_COLLECTION, None)
+    if collection is None:
+        collection = config.stash[_COLLECTION] = _Collection.of(config)
+    if collection.collects(file_path):
         return SuiteFile.from_parent(parent, path=file_path)
+    if collection.hint_for(file_path):
+        return _NotOptedIn.from_parent(parent, path=file_path)
     return None
+
+
+class _NotOptedIn(pytest.File):
+    """A suite YAML named on the command line in a session that did not opt in to collecting suites."""
+
+    def collect(self):
+        inside = ("; it is outside the harness_suites folders" if self.config.getini("harness_suites") else "")
+        raise HarnessCollectionError(
+            f"{_rel(self.config, self.path)}: suite YAML is collected only on request{inside}. "
+            "Pass --harness, or list its folder in the pytest ini option harness_suites "
+            "(pytest.ini/tox.ini: `harness_suites = suites`; pyproject.toml [tool.pytest.ini_options]: "
+            "`harness_suites = [\"suites\"]`).")
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, HarnessCollectionError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class HarnessCollectionError(Exception):
+    """A collection problem reported as its message alone (no traceback)."""
 
 
 class SuiteFile(pytest.File):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -68,6 +69,12 @@ class Suite:
     lines: dict[tuple, int] = field(default_factory=dict, repr=False)
     lm_eval: Any = None
     """`harness.lmeval.LmEvalSource` when the suite runs lm-eval tasks instead of `data:` (data_path is None)."""
+
+    def without_limit(self) -> Suite:
+        """The same suite over all of its data: `data.limit` (and an lm-eval suite's `lm_eval.limit`)
+        dropped; `harness run --full`."""
+        lm_eval = dataclasses.replace(self.lm_eval, limit=None) if self.lm_eval is not None else None
+        return dataclasses.replace(self, limit=None, lm_eval=lm_eval)
 
     @property
     def needs(self) -> frozenset[str]:

@@ -91,7 +91,8 @@ class Project:
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
     root = pytester.path
-    pytester.makeini("[pytest]\n")  # rootdir = the project, so ids read suites/x.yaml::...
+    # rootdir = the project, so ids read suites/x.yaml::...; the project opts in to collecting suites/
+    pytester.makeini("[pytest]\nharness_suites = suites\n")
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(root / "cache"))
     log = {v: json.dumps(str(root / f"gen-{v}.log")) for v in VARIANTS}
     _write(root / "models.toml", f"""
@@ -143,13 +144,96 @@ def test_collects_every_suite_and_only_suites_with_gate_ids(project: Project) ->
     _write(root / "suites" / "schemas" / "helper.yaml", "type: object\n")        # helper below suites/: left alone
     _write(root / "config" / "settings.yaml", "scorers_note: not a suite\n")   # other YAML: left alone
     _write(root / "nested" / "gamma.yaml", BETA.replace("suite: beta", "suite: gamma")
-           .replace("data/beta.jsonl", "../suites/data/beta.jsonl"))       # a suite anywhere: top-level keys
+           .replace("data/beta.jsonl", "../suites/data/beta.jsonl"))       # a suite outside harness_suites
+    in_folders = [f"suites/alpha.yaml::{i}" for i in ALPHA_IDS] + [f"suites/beta.yaml::{i}" for i in BETA_IDS]
     result = project.run("--collect-only", "-q", "suites", "config", "nested")
+    assert [line for line in result.outlines if "::" in line] == in_folders   # only inside harness_suites
+    assert result.ret == 0
+    # --harness: suites wherever pytest looks (top-level keys), helpers and other YAML still left alone
+    result = project.run("--collect-only", "-q", "--harness", "suites", "config", "nested")
     ids = [line for line in result.outlines if "::" in line]
-    assert ids == ([f"suites/alpha.yaml::{i}" for i in ALPHA_IDS] + [f"suites/beta.yaml::{i}" for i in BETA_IDS]
-                   + [f"nested/gamma.yaml::{i}" for i in BETA_IDS])
+    assert ids == in_folders + [f"nested/gamma.yaml::{i}" for i in BETA_IDS]
     assert result.ret == 0
     assert project.all_generated() == {v: [] for v in VARIANTS}  # collection runs nothing
+
+
+UNRELATED_TEST = """
+    def test_own():
+        assert 1 + 1 == 2
+"""
+
+
+def _collected(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.outlines if "::" in line]
+
+
+def test_a_project_that_did_not_opt_in_is_untouched(project: Project) -> None:
+    """The package is installed (the plugin is registered), the project has a `suites/` folder of
+    YAML, some of it harness suites and some of it unrelated (a CI tool's own suite format that
+    would not even load as a harness suite): without the ini option or --harness none of it is
+    collected, and the project's own tests run as before."""
+    pytester = project.pytester
+    pytester.makeini("[pytest]\n")                                      # no harness_suites
+    _write(project.path / "suites" / "nightly.yaml", "suite: nightly\nsteps: [build, deploy]\n")
+    _write(project.path / "test_own.py", UNRELATED_TEST)
+    assert "harness" in {name for name, _ in pytester.parseconfig().pluginmanager.list_name_plugin()}
+    everything = project.run("--collect-only", "-q")
+    assert _collected(everything) == ["test_own.py::test_own"] and everything.ret == 0
+    folder = project.run("--collect-only", "-q", "suites")
+    assert _collected(folder) == [] and folder.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    assert project.all_generated() == {v: [] for v in VARIANTS}
+
+
+def test_a_suite_named_without_opt_in_says_how_to_opt_in(project: Project) -> None:
+    project.pytester.makeini("[pytest]\n")
+    result = project.run("suites/alpha.yaml")
+    out = result.stdout.str()
+    assert "suites/alpha.yaml: suite YAML is collected only on request." in out
+    assert "Pass --harness, or list its folder in the pytest ini option harness_suites" in out
+    assert "Traceback" not in out
+    result.assert_outcomes(errors=1)
+
+
+@pytest.mark.parametrize("opt_in", ["ini", "pyproject", "flag"])
+def test_the_ini_option_or_the_flag_turns_collection_on(project: Project, opt_in: str) -> None:
+    pytester = project.pytester
+    (project.path / "tox.ini").unlink()
+    if opt_in == "ini":
+        pytester.makeini("[pytest]\nharness_suites = suites\n")
+    elif opt_in == "pyproject":
+        pytester.makefile(".toml", pyproject='[tool.pytest.ini_options]\nharness_suites = ["suites"]\n')
+    else:
+        pytester.makeini("[pytest]\n")
+    _write(project.path / "test_own.py", UNRELATED_TEST)
+    flag = ["--harness"] if opt_in == "flag" else []
+    result = project.run("--collect-only", "-q", *flag)
+    expected = ([f"suites/alpha.yaml::{i}" for i in ALPHA_IDS] + [f"suites/beta.yaml::{i}" for i in BETA_IDS]
+                + ["test_own.py::test_own"])
+    assert sorted(_collected(result)) == sorted(expected), result.stdout.str()
+    ran = project.run(*flag, "suites/beta.yaml")
+    ran.assert_outcomes(passed=3)
+
+
+def test_harness_suites_lists_folders_relative_to_the_ini_file(project: Project,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    (project.path / "tox.ini").unlink()
+    project.pytester.makeini("[pytest]\nharness_suites =\n    evals\n    more/evals\n")
+    gamma = BETA.replace("suite: beta", "suite: gamma").replace("data/beta.jsonl", "../suites/data/beta.jsonl")
+    _write(project.path / "evals" / "gamma.yaml", gamma)
+    _write(project.path / "more" / "evals" / "delta.yaml",
+           gamma.replace("suite: gamma", "suite: delta").replace("../suites", "../../suites"))
+    # directly in a listed folder, so taken for a suite (as in suites/ before): it must load
+    _write(project.path / "evals" / "notes.yaml", "title: not a suite\n")
+    monkeypatch.chdir(project.path / "suites")        # invoked from elsewhere: folders are the ini file's
+    result = project.run("--collect-only", "-q", "..")
+    ids = _collected(result)
+    assert ids == ([f"evals/gamma.yaml::{i}" for i in BETA_IDS]
+                   + [f"more/evals/delta.yaml::{i}" for i in BETA_IDS]), result.stdout.str()  # not suites/
+    result.stdout.fnmatch_lines(["*ERROR collecting evals/notes.yaml*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED   # the collection error stops the session
 
 
 def test_collection_imports_nothing_heavy(project: Project) -> None:

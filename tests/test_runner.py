@@ -153,6 +153,27 @@ def test_cli_exit_codes_and_last_line_is_run_dir(project):
     assert bad.returncode == 2 and "Did you mean 'backend'?" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_cli_full_drops_the_suites_data_limit(project):
+    """`harness run` honours a suite's `data.limit`; `--full` runs all of its cases (`make demo-full`),
+    and `--limit` still caps a `--full` run."""
+    set_suite(project, ["base", "good"], data="data: {path: data/arith.jsonl, holdout: 0.5, seed: 3, limit: 4}")
+    env = _conftest_env(project)
+    n_all = len(load_suite(project / "suites" / "arith.yaml").without_limit().cases)
+    assert n_all > 7  # the holdout half of 40 rows
+
+    def cases_run(*args):
+        done = _cli(project, "run", "--no-progress", *args, env=env)
+        assert done.returncode in (0, 1), done.stdout + done.stderr
+        run = load_run(project / done.stdout.strip().splitlines()[-1])
+        return run.manifest["suites"]["arith"]["n_cases"], len({r["case_id"] for r in run.records})
+
+    assert cases_run() == (4, 4)
+    assert cases_run("--full") == (n_all, n_all)
+    assert cases_run("--full", "--limit", "7") == (7, 7)
+    limited = load_suite(project / "suites" / "arith.yaml")
+    assert [c.id for c in limited.cases] == [c.id for c in limited.without_limit().cases[:4]]  # the same first 4
+
+
 def test_kill_minus_nine_then_resume_generates_nothing_twice(project):
     write_jsonl(project / "suites" / "data" / "arith.jsonl", chat_rows(120))
     log1, log2 = project / "gen1.log", project / "gen2.log"

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 
-# Suite YAML fixtures are data for these tests, not suites for the harness pytest plugin to run.
-collect_ignore = ["fixtures"]
-
 
 @pytest.fixture
 def suite_with(tmp_path):
