@@ -88,7 +88,10 @@ def bless(run_dir: Path, variants: list[str] | None, root: Path = Path("reports/
     """Store the run's records for `variants` (default: each suite's baseline) as blessed baselines."""
     run = load_run(run_dir)
     if run.manifest.get("status") != "complete":
-        raise HarnessError(f"{run_dir} did not complete (status {run.manifest.get('status')}); bless a complete run.")
+        from harness.evidence import unfinished_message
+
+        raise HarnessError(unfinished_message(run_dir, run.manifest).split("; or pass --partial")[0]
+                           + "; only a complete run can be blessed.")
     stored = []
     for suite, info in run.manifest.get("suites", {}).items():
         names = variants or [info.get("baseline")]

@@ -54,19 +54,28 @@ def _alerts(gates, records, manifest, alerts_dir: Path, webhook: str | None) -> 
     return [str(o.path) for o in outcomes]
 
 
-def print_gates(results, echo=typer.echo) -> str:
+def print_gates(results, echo=typer.echo, *, records=None, manifest=None, partial: bool = False) -> str:
+    """Print every gate and the overall verdict; with the run's records and manifest, GO also needs
+    evidence (harness/evidence.py): no suites, no variants, no cases or an unfinished run is NO-GO."""
+    from harness.evidence import run_verdict
     from harness.gates import overall
 
+    colors = {"PASS": typer.colors.GREEN, "FAIL": typer.colors.RED, "INCONCLUSIVE": typer.colors.YELLOW,
+              "ERROR": typer.colors.RED, "NOT EVALUATED": typer.colors.RED}
     if not results:
         echo("gates: none declared")
-        return "GO"
-    colors = {"PASS": typer.colors.GREEN, "FAIL": typer.colors.RED, "INCONCLUSIVE": typer.colors.YELLOW,
-              "ERROR": typer.colors.RED}
     for r in results:
         p = f" p_adj={r.p_adjusted:.3g}" if r.p_adjusted is not None else (f" p={r.p_value:.3g}" if r.p_value is not None else "")
         echo(typer.style(f"{r.verdict:<12}", fg=colors.get(r.verdict)) + f" {r.suite}: {r.gate}{p} — {r.reason}")
-    verdict = overall(results)
-    echo(typer.style(f"overall: {verdict}", bold=True, fg=typer.colors.GREEN if verdict == "GO" else typer.colors.RED))
+    if manifest is not None:
+        verdict, problems = run_verdict(results, records or [], manifest)
+    else:
+        verdict, problems = overall(results), []
+    for problem in problems:
+        echo(typer.style("NO EVIDENCE ", fg=typer.colors.RED) + problem)
+    label = f"PARTIAL RUN ({manifest.get('status')}) · " if partial and manifest is not None else ""
+    echo(typer.style(f"overall: {label}{verdict}", bold=True,
+                     fg=typer.colors.GREEN if verdict == "GO" else typer.colors.RED))
     return verdict
 
 
@@ -100,6 +109,13 @@ def run(
             for name in wanted:
                 config.get(name)
         loaded = [load_suite(p, known_variants=set(config.variants)) for p in _suite_paths(suites or [])]
+        if not loaded:
+            raise HarnessError(f"no suite files (*.yaml, *.yml) in {', '.join(map(str, suites or []))}: nothing to "
+                               "test, so no verdict. Pass suite files or a folder that holds them.")
+        if wanted and not any(v in s.variants for s in loaded for v in wanted):
+            declared = sorted({v for s in loaded for v in s.variants})
+            raise HarnessError(f"--variants {','.join(wanted)} matches no variant of the suites "
+                               f"({', '.join(declared)}): nothing would run, so no verdict.")
         result = run_suites(loaded, config, RunOptions(variants=wanted, limit=limit, out_root=out, progress=progress,
                                                     baselines=baselines if use_baselines else None),
                             cache=GenerationCache(cache))
@@ -110,7 +126,7 @@ def run(
                f"{counts['generated']} generated, {counts['engine_loads']} engine load(s)")
     gates = evaluate_run(result.records, result.manifest)
     result.manifest["gates"] = [g.as_dict() for g in gates]
-    verdict = print_gates(gates)
+    verdict = print_gates(gates, records=result.records, manifest=result.manifest)
     result.manifest["verdict"] = verdict
     result.manifest["alerts"] = _alerts(gates, result.records, result.manifest, out.parent / "alerts",
                                         config.alerts.get("webhook"))
@@ -134,31 +150,42 @@ def compare(
     run_dir: Annotated[Path, typer.Argument(help="A run directory printed by `harness run`.")],
     baseline: Annotated[Optional[str], typer.Option(help="Variant to compare against (default: each suite's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    partial: Annotated[bool, typer.Option("--partial", help="Compare a run that did not finish (marked PARTIAL; "
+                                                            "the verdict is then NO-GO).")] = False,
 ) -> None:
-    """Paired comparison of every variant with the baseline, then the gates and GO / NO-GO."""
+    """Paired comparison of every variant with the baseline, then the gates and GO / NO-GO.
+    A run that did not finish is refused (exit 2) unless --partial."""
     import json
 
     from harness.compare import compare_run, format_table
-    from harness.gates import evaluate_run, overall
+    from harness.evidence import run_verdict, unfinished_message
+    from harness.gates import evaluate_run
     from harness.records import load_run
 
     try:
         run_data = load_run(run_dir)
+        unfinished = run_data.manifest.get("status") != "complete"
+        if unfinished and not partial:
+            raise HarnessError(unfinished_message(run_dir, run_data.manifest))
         rows, warnings = compare_run(run_data, baseline)
         gates = evaluate_run(run_data.records, run_data.manifest)
     except (HarnessError, ValueError) as exc:
         _fail(exc if isinstance(exc, HarnessError) else HarnessError(str(exc)))
     for warning in warnings:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    verdict = overall(gates)
+    verdict, problems = run_verdict(gates, run_data.records, run_data.manifest)
     if as_json:
-        typer.echo(json.dumps({"run_id": run_data.manifest.get("run_id"), "comparisons": rows,
+        typer.echo(json.dumps({"run_id": run_data.manifest.get("run_id"), "status": run_data.manifest.get("status"),
+                               "partial": unfinished, "comparisons": rows,
                                "gates": [g.as_dict() for g in gates], "verdict": verdict,
-                               "warnings": warnings}, indent=2))
+                               "evidence_problems": problems, "warnings": warnings}, indent=2))
     else:
+        if unfinished:
+            typer.secho(f"PARTIAL RUN: status {run_data.manifest.get('status')!r}; the numbers below cover only what "
+                        "finished.", fg=typer.colors.YELLOW, bold=True)
         typer.echo(format_table(rows))
         typer.echo("")
-        print_gates(gates)
+        print_gates(gates, records=run_data.records, manifest=run_data.manifest, partial=unfinished)
     raise typer.Exit(0 if verdict == "GO" else 1)
 
 
@@ -166,15 +193,17 @@ def compare(
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory printed by `harness run`.")],
     baseline: Annotated[Optional[str], typer.Option(help="Variant to compare against (default: each suite's).")] = None,
+    partial: Annotated[bool, typer.Option("--partial", help="Report a run that did not finish (every page says "
+                                                            "PARTIAL; the verdict is NO-GO).")] = False,
 ) -> None:
     """Write RUN_DIR/report.html (self-contained go/no-go page), report.md and report.json.
-    Exit 0 GO, 1 NO-GO, 2 bad input."""
+    Exit 0 GO, 1 NO-GO, 2 bad input (or a run that did not finish, unless --partial)."""
     import json
 
     from harness.report import write_report
 
     try:
-        paths = write_report(run_dir, baseline)
+        paths = write_report(run_dir, baseline, partial=partial)
     except (HarnessError, ValueError) as exc:
         _fail(exc if isinstance(exc, HarnessError) else HarnessError(str(exc)))
     verdict = json.loads(paths["json"].read_text(encoding="utf-8"))["verdict"]

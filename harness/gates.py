@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
+NOT_EVALUATED = "NOT EVALUATED"
+"""A declared gate whose variants did not run: no evidence, so it blocks (never a silent GO)."""
 
 _REF = r"(?P<{v}>[A-Za-z0-9_][A-Za-z0-9_-]*)\.(?P<{a}>[A-Za-z_][A-Za-z0-9_]*)"
 _NUM = r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
@@ -128,7 +130,7 @@ class GateResult:
 
     @property
     def blocking(self) -> bool:
-        return self.verdict in (FAIL, ERROR) or (self.verdict == INCONCLUSIVE and self.extra.get("inconclusive_blocks", True))
+        return self.verdict in (FAIL, ERROR, NOT_EVALUATED) or (self.verdict == INCONCLUSIVE and self.extra.get("inconclusive_blocks", True))
 
 
 # -- evaluation over run records -------------------------------------------------------------
@@ -207,7 +209,7 @@ def evaluate_paired(gate: Gate, suite: str, a: dict[str, float], b: dict[str, fl
 
 def decide(result: GateResult, *, alpha: float, inconclusive_blocks: bool) -> GateResult:
     """Turn a paired result's (adjusted) p-value, CI and MDE into PASS / FAIL / INCONCLUSIVE."""
-    if result.verdict == ERROR or result.kind == "threshold":
+    if result.verdict in (ERROR, NOT_EVALUATED) or result.kind == "threshold":
         result.extra["inconclusive_blocks"] = inconclusive_blocks
         return result
     p = result.p_adjusted if result.p_adjusted is not None else result.p_value
@@ -255,8 +257,13 @@ def evaluate_run(records: list[dict[str, Any]], manifest: dict[str, Any]) -> lis
         for text in info.get("gates", []):
             gate = parse_gate(text)
             skipped = [v for v, _ in gate.refs if v not in ran]
-            if skipped:
-                continue  # the gate's variants were filtered out of this run
+            if skipped:  # the gate's variants were filtered out of this run (or failed to start): no evidence
+                suite_results.append(GateResult(
+                    gate=gate.text, suite=suite_name, kind=gate.kind, verdict=NOT_EVALUATED,
+                    reason=f"not evaluated: {', '.join(dict.fromkeys(skipped))} did not run in this run "
+                           "(left out by --variants?); run them to decide this gate.",
+                    variant=gate.variant, baseline=gate.other, axis=gate.axis, margin=gate.margin, op=gate.op))
+                continue
             a = _scores_by_case(suite_records, suite_name, gate.variant, gate.axis)
             if gate.kind == "threshold":
                 result = evaluate_threshold(gate, suite_name, a, clusters, mode=info.get("gate_mode", "strict"),

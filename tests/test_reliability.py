@@ -113,3 +113,121 @@ def test_forgetting_alert_with_a_path_like_suite_name_is_written_inside_the_aler
     assert outcome.path.parent == (tmp_path / "alerts").resolve() and outcome.path.is_file()
     assert not (tmp_path / "escape").exists()
     assert json.loads(outcome.path.read_text())["suite"] == "../../escape/x"
+
+
+# --------------------------------------------------------------------------- finding 3: no evidence, no GO
+
+
+def test_an_empty_suites_folder_is_exit_2_not_go(project):
+    from tests.test_runner import _cli, _conftest_env
+
+    (project / "empty").mkdir()
+    done = _cli(project, "run", "empty", "--no-progress", env=_conftest_env(project))
+    assert done.returncode == 2 and "no suite files" in done.stderr and "GO" not in done.stdout
+    assert not (project / "reports").exists()
+
+
+def test_variants_matching_nothing_is_exit_2_not_go(project):
+    from tests.test_runner import _cli, _conftest_env
+
+    done = _cli(project, "run", "--variants", "fewshot", "--no-progress", env=_conftest_env(project))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "matches no variant of the suites (base, good)" in done.stderr and "overall: GO" not in done.stdout
+    assert not (project / "reports").exists()
+
+
+def test_a_gate_whose_variants_did_not_run_is_not_evaluated_and_blocks(project):
+    from tests.test_runner import _cli, _conftest_env, set_suite
+
+    set_suite(project, ["base", "good"], ["good.accuracy >= 0.5", "good.accuracy > base.accuracy"])
+    done = _cli(project, "run", "--variants", "good", "--no-progress", env=_conftest_env(project))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "NOT EVALUATED arith: good.accuracy > base.accuracy" in done.stdout
+    assert "base did not run" in done.stdout and "overall: NO-GO" in done.stdout
+    run_dir = project / done.stdout.strip().splitlines()[-1]
+    compared = _cli(project, "compare", str(run_dir), "--json")
+    verdicts = {g["gate"]: g["verdict"] for g in json.loads(compared.stdout)["gates"]}
+    assert compared.returncode == 1 and verdicts["good.accuracy > base.accuracy"] == "NOT EVALUATED"
+
+
+def test_no_suites_no_variants_or_no_cases_is_never_go():
+    from harness.evidence import run_verdict
+
+    complete = {"status": "complete"}
+    assert run_verdict([], [], {**complete, "suites": {}}) == ("NO-GO", ["the run has no suites: nothing was tested"])
+    verdict, problems = run_verdict([], [], {**complete, "suites": {"s": {"variants": []}}})
+    assert verdict == "NO-GO" and "ran no variant" in problems[0]
+    verdict, problems = run_verdict([], [], {**complete, "suites": {"s": {"variants": ["base"]}}})
+    assert verdict == "NO-GO" and "scored no case" in problems[0]
+    record = {"suite": "s", "variant": "base", "case_id": "1", "scores": {}}
+    assert run_verdict([], [record], {**complete, "suites": {"s": {"variants": ["base"]}}}) == ("GO", [])
+    verdict, problems = run_verdict([], [record], {"status": "running", "suites": {"s": {"variants": ["base"]}}})
+    assert verdict == "NO-GO" and "did not finish" in problems[0]
+
+
+def _killed_run(project) -> Path:
+    """A real CLI run killed with SIGKILL mid-generation: its manifest still says `running`."""
+    import signal
+    import sqlite3
+    import time
+
+    from tests.conftest import chat_rows, write_jsonl
+    from tests.test_runner import _conftest_env, set_suite
+
+    write_jsonl(project / "suites" / "data" / "arith.jsonl", chat_rows(80))
+    with (project / "models.toml").open("a") as handle:
+        handle.write('\n[variants.slow]\nfake = {responder = "arith", delay = 0.05}\n')
+    set_suite(project, ["good", "slow"], ["slow.accuracy >= 0.5"])
+    cache = project / "cache.sqlite"
+    proc = subprocess.Popen([*HARNESS, "run", "--no-progress", "--cache", str(cache)], cwd=project,
+                            env={**os.environ, **_conftest_env(project)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.1)
+        try:
+            if cache.exists() and sqlite3.connect(cache).execute("SELECT COUNT(*) FROM generations").fetchone()[0] > 45:
+                break
+        except sqlite3.OperationalError:
+            continue
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (run_dir,) = (project / "reports" / "runs").iterdir()
+    return run_dir
+
+
+def test_compare_report_and_bless_refuse_a_killed_run_unless_partial(project):
+    from tests.test_runner import _cli
+
+    run_dir = _killed_run(project)
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
+    for command in (["compare", str(run_dir)], ["report", str(run_dir)], ["bless", str(run_dir)]):
+        done = _cli(project, *command)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert "this run did not finish" in done.stderr and "status 'running'" in done.stderr, done.stderr
+        assert "harness run" in done.stderr and "Traceback" not in done.stderr
+    assert not (run_dir / "report.html").exists() and not (project / "reports" / "baselines").exists()
+    # --partial: every output says PARTIAL and the verdict is NO-GO, never GO.
+    text = _cli(project, "compare", str(run_dir), "--partial")
+    assert text.returncode == 1 and "PARTIAL RUN: status 'running'" in text.stdout
+    assert "overall: PARTIAL RUN (running) · NO-GO" in text.stdout
+    as_json = json.loads(_cli(project, "compare", str(run_dir), "--partial", "--json").stdout)
+    assert as_json["partial"] is True and as_json["status"] == "running" and as_json["verdict"] == "NO-GO"
+    report = _cli(project, "report", str(run_dir), "--partial")
+    assert report.returncode == 1, report.stderr
+    assert "PARTIAL RUN (running)" in (run_dir / "report.html").read_text()
+    assert "PARTIAL RUN (running)" in (run_dir / "report.md").read_text()
+    model = json.loads((run_dir / "report.json").read_text())
+    assert model["partial"] is True and model["verdict"] == "NO-GO" and "did not finish" in model["evidence_problems"][0]
+
+
+def test_a_run_stopped_by_a_bad_data_file_is_never_compared_as_finished(project):
+    from tests.test_runner import _cli, _conftest_env
+
+    data = project / "suites" / "data" / "arith.jsonl"
+    data.write_text(data.read_text() + "{not json\n")
+    done = _cli(project, "run", "--no-progress", env=_conftest_env(project))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    runs = list((project / "reports" / "runs").glob("*")) if (project / "reports" / "runs").exists() else []
+    for run_dir in runs:  # if one is left behind, it is marked and compare says it did not finish
+        compared = _cli(project, "compare", str(run_dir))
+        assert compared.returncode == 2 and "this run did not finish" in compared.stderr
