@@ -1172,8 +1172,13 @@ def run_suite(suite, runner, models, options, manifest: dict[str, Any], writer, 
     for name in names:
         variant = models.get(name, where=str(suite.path))
         manifest["variants"].setdefault(name, variant_manifest(variant))
+        from harness.cache import exclusive, lock_dir, lock_name
+
         try:
-            records, info = run_variant(suite, prepared, runner, variant, limit, progress)
+            with exclusive(lock_dir(runner.cache), [lock_name(suite.path, name)],
+                           on_wait=lambda _, v=name: log(f"{suite.name} / {v}: another harness run is on it; "
+                                                         "waiting to reuse its results")):
+                records, info = run_variant(suite, prepared, runner, variant, limit, progress)
         except ConfigError:
             raise
         except HarnessError as exc:

@@ -76,7 +76,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -261,19 +261,11 @@ class _State:
 
     @contextmanager
     def locked(self, suite_path: Path, variants: list[str]) -> Iterator[None]:
-        """Exclusive across processes for these (suite, variant) pairs; sorted, so never deadlocks."""
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock; the cache stays consistent, work may repeat
-            yield
-            return
-        lock_dir = self.generation_cache().path.parent / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with ExitStack() as stack:
-            for variant in sorted(set(variants)):
-                digest = hashlib.sha256(f"{suite_path.resolve()}\0{variant}".encode()).hexdigest()[:24]
-                handle = stack.enter_context(open(lock_dir / f"{digest}.lock", "ab"))
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        """Exclusive across processes for these (suite, variant) pairs; sorted, so never deadlocks. The
+        same lock files as `harness run` (harness/cache.py), so a CLI run and pytest never both generate."""
+        from harness.cache import exclusive, lock_dir, lock_name
+
+        with exclusive(lock_dir(self.generation_cache()), [lock_name(suite_path, v) for v in variants]):
             yield
 
     def run_id(self, suite: Suite, path: Path) -> str:

@@ -529,6 +529,7 @@ class TransformersBackend(Backend):
                     )
                     for i, generation in zip(batch, generations):
                         results[i] = generation
+                    self._batch_done(batch, generations)
         self.stats.generate_calls += 1
         self.stats.generated += len(requests)
         return results  # type: ignore[return-value]
@@ -745,6 +746,7 @@ class TransformersBackend(Backend):
                 n = len(pairs[i][1])
                 results[i] = Loglikelihood(math.fsum(token_logprobs[at : at + n]), all(hits[at : at + n]))
                 at += n
+            self._batch_done(batch, [results[i] for i in batch])
 
     def _score_context_groups(self, groups: list[tuple[list[int], list[int]]], pairs: dict, results: list) -> None:
         """Contexts shared by several requests: each context runs once (a left-padded batch of contexts),
@@ -764,6 +766,8 @@ class TransformersBackend(Backend):
             count = self._rows_within_budget(len(groups[start][0]), 4 * self.batch_size)
             with _compute(torch):
                 self._score_chunk(groups[start : start + count], pairs, results, pad, prefix_cache)
+            done = [i for _, members in groups[start : start + count] for i in members]
+            self._batch_done(done, [results[i] for i in done])
             start += count
 
     def _rows_within_budget(self, tokens_per_row: int, most: int) -> int:
