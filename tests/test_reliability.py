@@ -363,3 +363,28 @@ def test_two_concurrent_cli_runs_generate_each_request_once(project):
     assert counts[1]["generated"] == n
     assert any("waiting to reuse its results" in out + err for out, err in outputs)
     assert _integrity(cache) == "ok"
+
+
+@pytest.mark.model
+def test_transformers_hands_over_rows_as_they_end_with_the_same_generations():
+    """The real default model: rows that end early are handed to the runner before the batch ends, each
+    position once, and equal what the call returns (so what a kill can lose is the rows still running)."""
+    from harness.backends import EngineSpec, GenerateRequest, create_backend, freeze
+
+    backend = create_backend(EngineSpec(model="smollm2-135m-instruct", backend="transformers",
+                                        engine=freeze({"dtype": "float32"})))
+    questions = ["Say yes.", "2+2=? Answer with a number.", "Count from one to twenty in words.",
+                 "Write a short poem about the sea.", "What is the capital of France? One word.", "Name a colour."]
+    requests = [GenerateRequest.chat([{"role": "user", "content": q}], max_tokens=24) for q in questions]
+    calls: list[tuple[list[int], list]] = []
+    try:
+        with backend.streaming(lambda positions, results: calls.append((positions, results))):
+            returned = backend.generate(requests)
+        plain = backend.generate(requests)
+    finally:
+        backend.close()
+    positions = [p for ps, _ in calls for p in ps]
+    assert sorted(positions) == list(range(len(requests)))  # every row once
+    assert len(calls) >= 2  # the short answers came before the batch ended
+    streamed = {p: g for ps, gs in calls for p, g in zip(ps, gs, strict=True)}
+    assert [streamed[i] for i in range(len(requests))] == returned == plain
