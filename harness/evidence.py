@@ -47,5 +47,6 @@ def unfinished_message(run_dir: Any, manifest: dict[str, Any]) -> str:
     status = manifest.get("status")
     resume = manifest.get("resume_command")
     how = f"Resume it with `{resume}`" if resume else RESUME_HINT
-    return (f"this run did not finish: {run_dir} has status {status!r}, so its records are partial. {how}; or pass "
+    stopped = f" (stopped by {manifest['stopped_by']})" if manifest.get("stopped_by") else ""
+    return (f"this run did not finish: {run_dir} has status {status!r}{stopped}, so its records are partial. {how}; or pass "
             "--partial to look at what it has (every output is then marked PARTIAL and the verdict is NO-GO).")

@@ -610,8 +610,9 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
                 note = f", {len(missing)} without recorded output" if missing else ""
                 log(f"{suite.name} / {name}: {len(records)} cases, {n_cached} cached{note} ({info['seconds']:.1f} s)")
         manifest["status"] = "complete"
-    except BaseException:
+    except BaseException as exc:
         manifest["status"] = "interrupted"
+        manifest["stopped_by"] = f"{type(exc).__name__}: {exc}"[:500]  # what stopped it (Ctrl-C, a bad data file)
         raise
     finally:
         manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -231,6 +231,8 @@ def test_a_run_stopped_by_a_bad_data_file_is_never_compared_as_finished(project)
     for run_dir in runs:  # if one is left behind, it is marked and compare says it did not finish
         compared = _cli(project, "compare", str(run_dir))
         assert compared.returncode == 2 and "this run did not finish" in compared.stderr
+        assert "stopped by DataError" in compared.stderr, compared.stderr
+    print(f"run directories left by the bad data file: {len(runs)}")
 
 
 # --------------------------------------------------------------------------- finding 4: bounded loss on interruption
