@@ -57,7 +57,7 @@ def main() -> None:
             commits.append((time.time() - started, now - last))
             last = now
     proc.communicate()
-    gaps = [b[0] - a[0] for a, b in zip(commits, commits[1:])]
+    gaps = [b[0] - a[0] for a, b in zip(commits, commits[1:], strict=False)]
     print(json.dumps({"requests": last, "commits": len(commits), "requests_per_commit_max": max(n for _, n in commits),
                       "seconds_between_commits_max": round(max(gaps), 1) if gaps else None,
                       "seconds_total": round(time.time() - started, 1)}))
