@@ -221,3 +221,25 @@ def sha256_dir(path: Path) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- where the harness may write
+
+SLUG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+"""A name the harness uses as one path component (suite names): letters, digits, '_', '-', '.', no '..'."""
+
+
+def is_slug(name: object) -> bool:
+    return isinstance(name, str) and bool(SLUG_RE.match(name)) and ".." not in name
+
+
+def contained(path: Path, root: Path, what: str) -> Path:
+    """`path` resolved (symlinks followed), or a HarnessError when it does not lie under `root`: every
+    path the harness writes or deletes goes through this check against the folder it was given."""
+    from harness.errors import HarnessError
+
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise HarnessError(f"refusing to write {what} at {resolved}: it lies outside {base}, the folder the harness "
+                           "writes it to (a suite or variant name that is a path?).")
+    return resolved

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness._files import contained
 from harness.gates import FAIL, GateResult
 
 RETENTION_AXES = {"retention"}
@@ -105,7 +107,10 @@ def raise_alerts(results: list[GateResult], records: list[dict[str, Any]], manif
         }
         alerts_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = alerts_dir / f"{stamp}-{result.suite}-{result.variant}.json"
+        # Suite names are plain names since suite load; a run written before that (or edited) may hold
+        # anything, so the file name keeps only safe characters and is checked to lie in alerts_dir.
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{result.suite}-{result.variant}").strip(".") or "alert"
+        path = contained(alerts_dir / f"{stamp}-{label}.json", alerts_dir, "an alert record")
         delivered, error = None, None
         if webhook:
             error = post_webhook(webhook, slack_message(alert))

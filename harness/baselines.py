@@ -13,11 +13,10 @@ Scorers and gates may change: blessed outputs are re-scored by the current suite
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from harness._files import sha256_file, sha256_text
+from harness._files import contained, is_slug, sha256_file, sha256_text
 from harness.errors import HarnessError
 from harness.records import load_run
 
@@ -55,6 +54,9 @@ def variant_key(info: dict[str, Any], system_prompt: str | None) -> dict[str, An
     return key
 
 
+BLESSED_FILES = {"records.jsonl", "manifest.json"}
+
+
 def _describe(field: str, stored: Any, current: Any) -> str:
     """What changed, in words; for the implementation, which parts and from what to what."""
     if field != "implementation":
@@ -68,14 +70,43 @@ def _describe(field: str, stored: Any, current: Any) -> str:
 
 
 def baseline_dir(root: Path, suite: str, variant: str) -> Path:
-    return root / suite / variant
+    """root/suite/variant, refused unless both names are plain names and the folder lies under root."""
+    for what, name in (("suite", suite), ("variant", variant)):
+        if not is_slug(name):
+            raise HarnessError(f"{what} name {name!r} is not a plain name (letters, digits, '_', '-', '.'); a blessed "
+                               f"baseline cannot be stored or read under {root} for it.")
+    target = Path(root) / suite / variant
+    contained(target, root, f"the blessed baseline of {suite}/{variant}")
+    return target
+
+
+def _remove_blessed(target: Path) -> None:
+    """Delete a previous blessed baseline, only if it is one the harness wrote: a folder holding nothing
+    but records.jsonl and a manifest.json with `blessed_from`. Anything else is left alone and refused."""
+    if target.is_symlink() or not target.is_dir():
+        raise HarnessError(f"{target} exists and is not a blessed baseline folder; move it away and bless again.")
+    names = {p.name for p in target.iterdir()}
+    try:
+        ours = names <= BLESSED_FILES and "blessed_from" in json.loads((target / "manifest.json").read_text())
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise HarnessError(f"{target} exists but was not written by `harness bless` (it holds "
+                           f"{', '.join(sorted(names)) or 'nothing'}); the harness deletes only what it created. "
+                           "Move it away and bless again.")
+    for name in names:
+        (target / name).unlink()
+    target.rmdir()
 
 
 def bless(run_dir: Path, variants: list[str] | None, root: Path = Path("reports/baselines")) -> list[Path]:
     """Store the run's records for `variants` (default: each suite's baseline) as blessed baselines."""
     run = load_run(run_dir)
     if run.manifest.get("status") != "complete":
-        raise HarnessError(f"{run_dir} did not complete (status {run.manifest.get('status')}); bless a complete run.")
+        from harness.evidence import unfinished_message
+
+        raise HarnessError(unfinished_message(run_dir, run.manifest).split("; or pass --partial")[0]
+                           + "; only a complete run can be blessed.")
     stored = []
     for suite, info in run.manifest.get("suites", {}).items():
         names = variants or [info.get("baseline")]
@@ -90,8 +121,8 @@ def bless(run_dir: Path, variants: list[str] | None, root: Path = Path("reports/
             records = [r for r in run.records if r["suite"] == suite and r["variant"] == name]
             variant_info = run.manifest.get("variants", {}).get(name, {})
             target = baseline_dir(root, suite, name)
-            if target.exists():
-                shutil.rmtree(target)
+            if target.exists() or target.is_symlink():
+                _remove_blessed(target)
             target.mkdir(parents=True)
             (target / "records.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
             (target / "manifest.json").write_text(json.dumps({

@@ -8,7 +8,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,47 @@ class GenerationCache:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def lock_dir(cache: GenerationCache) -> Path:
+    """Where the locks of runs sharing this cache live: next to it."""
+    return cache.path.parent / "locks"
+
+
+def lock_name(suite_path: Path | str, variant: str) -> str:
+    """The lock of one (suite, variant): the same file for a CLI run and the pytest plugin's workers."""
+    return f"{Path(suite_path).resolve()}\0{variant}"
+
+
+_HELD: set[str] = set()
+"""Locks this process holds (flock is per open file: taking one twice in a process would wait forever)."""
+
+
+@contextmanager
+def exclusive(folder: Path, names: Iterable[str], on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive `fcntl.flock` on one lock file per name (sorted, so two holders never
+    deadlock) across processes: a second run of the same work waits, then finds it in the cache.
+    Released when the files close (also when the process dies). Without fcntl (Windows) there is no
+    lock: the cache stays consistent, work may repeat."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        for name in sorted(set(names)):
+            key = f"{folder.resolve()}/{name}"
+            if key in _HELD:  # this process holds it already (the pytest plugin, then the runner): re-entrant
+                continue
+            _HELD.add(key)
+            stack.callback(_HELD.discard, key)
+            digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+            handle = stack.enter_context(open(folder / f"{digest}.lock", "ab"))
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(name)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield

@@ -36,6 +36,8 @@ DEFAULT_MIN_EFFECT = 0.05
 """The improvement a superiority gate is about when neither the gate nor the suite names one (5 points)."""
 MULTIPLICITY = "holm"
 """The run's policy for gates: Holm over the paired gates of each suite (the pytest plugin's family too)."""
+NOT_EVALUATED = "NOT EVALUATED"
+"""A declared gate whose variants did not run: no evidence, so it blocks (never a silent GO)."""
 
 _REF = r"(?P<{v}>[A-Za-z0-9_][A-Za-z0-9_-]*)\.(?P<{a}>[A-Za-z_][A-Za-z0-9_]*)"
 _NUM = r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
@@ -172,7 +174,7 @@ class GateResult:
 
     @property
     def blocking(self) -> bool:
-        return self.verdict in (FAIL, ERROR) or (self.verdict == INCONCLUSIVE and self.extra.get("inconclusive_blocks", True))
+        return self.verdict in (FAIL, ERROR, NOT_EVALUATED) or (self.verdict == INCONCLUSIVE and self.extra.get("inconclusive_blocks", True))
 
 
 # -- evaluation over run records -------------------------------------------------------------
@@ -308,7 +310,7 @@ def _p_text(result: GateResult) -> str:
 def decide(result: GateResult, *, alpha: float, inconclusive_blocks: bool) -> GateResult:
     """PASS / FAIL / INCONCLUSIVE from one interval and the (adjusted) p of the test it inverts."""
     result.extra["inconclusive_blocks"] = inconclusive_blocks
-    if result.verdict == ERROR or result.kind == "threshold":
+    if result.verdict in (ERROR, NOT_EVALUATED) or result.kind == "threshold":
         return result
     s = -1 if result.op in ("<", "<=") else 1
     oriented = result.extra.get("oriented_ci")
@@ -382,8 +384,13 @@ def evaluate_run(records: list[dict[str, Any]], manifest: dict[str, Any]) -> lis
         for text in info.get("gates", []):
             gate = parse_gate(text)
             skipped = [v for v, _ in gate.refs if v not in ran]
-            if skipped:
-                continue  # the gate's variants were filtered out of this run
+            if skipped:  # the gate's variants were filtered out of this run (or failed to start): no evidence
+                suite_results.append(GateResult(
+                    gate=gate.text, suite=suite_name, kind=gate.kind, verdict=NOT_EVALUATED,
+                    reason=f"not evaluated: {', '.join(dict.fromkeys(skipped))} did not run in this run "
+                           "(left out by --variants?); run them to decide this gate.",
+                    variant=gate.variant, baseline=gate.other, axis=gate.axis, margin=gate.margin, op=gate.op))
+                continue
             a = _scores_by_case(suite_records, suite_name, gate.variant, gate.axis)
             if gate.kind == "threshold":
                 result = evaluate_threshold(gate, suite_name, a, clusters, mode=info.get("gate_mode", "strict"),

@@ -178,23 +178,305 @@ def parse_source(data: dict[str, Any], where: Callable[..., dict[str, Any]], bas
         lines[("lm_eval", key)] = where("lm_eval", key).get("line")
     for i in range(len(tasks)):
         lines[("lm_eval", "tasks", i)] = where("lm_eval", "tasks", i).get("line")
-    return LmEvalSource(tasks=tuple(tasks), paths=tuple(paths), num_fewshot=num_fewshot, limit=limit, axis=axis,
-                        metric=metric, include_paths=tuple(include_paths), hub=hub,
-                        suite_path=Path(location["file"]) if location.get("file") else None, lines=lines)
+    source = LmEvalSource(tasks=tuple(tasks), paths=tuple(paths), num_fewshot=num_fewshot, limit=limit, axis=axis,
+                          metric=metric, include_paths=tuple(include_paths), hub=hub,
+                          suite_path=Path(location["file"]) if location.get("file") else None, lines=lines)
+    # Task files are data: every project task YAML the suite can reach is read now, through the same
+    # loader that later loads it, and a custom tag or a `!function` outside lm-eval is refused here.
+    vet_reachable([p for p in paths if p is not None and p.is_file()], project_folders(source))
+    return source
 
 
-# --------------------------------------------------------------------------- task YAML safety
+# --------------------------------------------------------------------------- task YAML: data, not code
+#
+# The harness reads every task YAML of the project itself, with `_TaskLoader` (PyYAML's SafeLoader plus
+# one constructor): lm-eval's own YAML loader (which imports a module placed beside the YAML for
+# `!function`) never sees a project file. lm-eval gets the tasks as config dicts, and its TaskManager
+# indexes lm-eval's own task folder only, so no project YAML can stand in for one of lm-eval's tasks.
+# The rule: plain YAML, plus `!function` (however the tag is spelt: `%TAG` directives resolve before
+# the check) naming a function of the installed lm_eval package. Anything else is refused with file and
+# line, at suite load (`vet_reachable`) and again whenever a task file is read (`load_task_yaml`).
+
+_SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
+_FUNCTION_HINT = ("Task YAMLs are data: plain YAML, plus `!function lm_eval.<module>.<function>` naming a function of "
+                  "the installed lm-eval package (e.g. `!function lm_eval.tasks.truthfulqa.utils.process_results_mc2`); "
+                  "use lm-eval's built-in metrics (acc, acc_norm, exact_match, ...) instead of project code.")
 
 
 class _Function(str):
-    """A `!function` reference, as the vetting loader reads it."""
+    """A `!function` reference as written, with where it was written."""
+
+    file: Path
+    line: int | None
+
+    def __new__(cls, value: str, file: Path, line: int | None) -> _Function:
+        obj = super().__new__(cls, value)
+        obj.file, obj.line = file, line
+        return obj
 
 
-class _VetLoader(yaml.SafeLoader):
-    pass
+class _TaskLoader(yaml.SafeLoader):
+    """SafeLoader + `!function` (kept as a `_Function`, resolved later against lm_eval only)."""
+
+    task_file: Path = Path("?")
 
 
-_VetLoader.add_constructor("!function", lambda loader, node: _Function(loader.construct_scalar(node)))
+def _construct_function(loader: _TaskLoader, node: yaml.Node) -> _Function:
+    line = node.start_mark.line + 1 if node.start_mark else None
+    if not isinstance(node, yaml.ScalarNode):
+        raise ConfigError("`!function` must name one function (module.function), not a mapping or list.",
+                          file=loader.task_file, line=line, hint=_FUNCTION_HINT)
+    return _Function(str(loader.construct_scalar(node)).strip(), loader.task_file, line)
+
+
+_TaskLoader.add_constructor("!function", _construct_function)
+
+
+def lm_eval_package_dir() -> Path | None:
+    """The installed lm_eval package's folder, found without importing it (None if not installed)."""
+    try:
+        spec = importlib.util.find_spec("lm_eval")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).resolve().parent
+
+
+def lm_eval_tasks_dir() -> Path:
+    package = lm_eval_package_dir()
+    if package is None:
+        raise HarnessError("lm_eval suites need the lm-eval package (pip install lm-eval); run `make install`.")
+    return package / "tasks"
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _function_module(fn: _Function, package: Path | None) -> tuple[str, str, Path | None]:
+    """(module name, function name, module file) for a `!function`, or a ConfigError if it is not a
+    function of the installed lm_eval package. Only lm-eval's own task YAMLs may name a module relative
+    to their folder (`utils.process_docs`), which is then lm-eval's own module."""
+    module, _, name = str(fn).rpartition(".")
+    if not module or not name.isidentifier() or not all(part.isidentifier() for part in module.split(".")):
+        raise ConfigError(f"`!function {fn}` is not a module.function name.", file=fn.file, line=fn.line,
+                          hint=_FUNCTION_HINT)
+    if package is not None and _inside(fn.file, package):
+        local = (fn.file.parent / (module.replace(".", "/") + ".py")).resolve()
+        if local.is_file() and _inside(local, package):
+            dotted = ".".join(local.relative_to(package.parent).with_suffix("").parts)
+            return dotted, name, local
+    if module != "lm_eval" and not module.startswith("lm_eval."):
+        raise ConfigError(f"`!function {fn}` would run code from the project; suites are data, not code.",
+                          file=fn.file, line=fn.line, hint=_FUNCTION_HINT)
+    if package is None:
+        return module, name, None
+    relative = Path(*module.split(".")[1:])
+    for candidate in (package / relative.with_suffix(".py") if relative.parts else None,
+                      package / relative / "__init__.py"):
+        if candidate is not None and candidate.is_file():
+            return module, name, candidate.resolve()
+    raise ConfigError(f"`!function {fn}`: the installed lm-eval package has no module {module}.", file=fn.file,
+                      line=fn.line, hint=_FUNCTION_HINT)
+
+
+def _resolve_function(fn: _Function) -> Callable[..., Any]:
+    import importlib
+
+    package = lm_eval_package_dir()
+    module_name, name, module_file = _function_module(fn, package)
+    module = importlib.import_module(module_name)
+    origin = getattr(module, "__file__", None)
+    if package is None or origin is None or not _inside(Path(origin), package):
+        raise ConfigError(f"`!function {fn}` does not resolve to the installed lm-eval package ({package}).",
+                          file=fn.file, line=fn.line, hint=_FUNCTION_HINT)
+    target = getattr(module, name, None)
+    if not callable(target):
+        raise ConfigError(f"`!function {fn}`: lm-eval's module {module_name} has no function {name}.", file=fn.file,
+                          line=fn.line, hint=_FUNCTION_HINT)
+    return target
+
+
+def _parse_task_yaml(path: Path) -> Any:
+    """One task YAML file through `_TaskLoader`; a refused tag or a syntax error names file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"task YAML is not UTF-8 text (byte {exc.start}).", file=path,
+                          hint="Save the file as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read task YAML: {exc.strerror or exc}.", file=path) from None
+    loader = _TaskLoader(text)
+    loader.task_file = path
+    try:
+        return loader.get_single_data()
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        tag = None
+        if exc.problem and "for the tag" in exc.problem:
+            tag = exc.problem.split("for the tag", 1)[1].strip().strip("'\"")
+        message = (f"YAML tag '{tag}' is not allowed in a task file (only `!function` naming a function of the "
+                   "installed lm-eval package)." if tag else f"task YAML is not plain data: {exc.problem or exc}.")
+        raise ConfigError(message, file=path, line=mark.line + 1 if mark else None, hint=_FUNCTION_HINT) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"task YAML is not valid YAML: {getattr(exc, 'problem', None) or exc}.", file=path,
+                          line=mark.line + 1 if mark else None,
+                          hint="Task YAMLs are plain YAML (plus `!function lm_eval.<module>.<function>`).") from None
+    finally:
+        loader.dispose()
+
+
+def _check_values(value: Any, path: Path, key: str, package: Path | None, resolve: bool) -> Any:
+    """Vet every value of a parsed task YAML; with `resolve`, `!function`s become lm-eval's functions."""
+    if isinstance(value, _Function):
+        _function_module(value, package)
+        return _resolve_function(value) if resolve else f"!function {value}"
+    if isinstance(value, str):
+        if "__" in value and ("{{" in value or "{%" in value):
+            raise ConfigError("a template reaches into Python internals ('__'); refused.", file=path, key=key or None)
+        return value
+    if isinstance(value, dict):
+        for k in value:
+            if isinstance(k, _Function):
+                raise ConfigError("`!function` may not be a key.", file=path, line=k.line, hint=_FUNCTION_HINT)
+        return {k: _check_values(v, path, f"{key}.{k}" if key else str(k), package, resolve) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_check_values(v, path, f"{key}.{i}", package, resolve) for i, v in enumerate(value)]
+    return value
+
+
+def load_task_yaml(path: Path, *, resolve: bool = False, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A task YAML as lm-eval reads it (`include:` files merged under the file's own keys, `task_list` of
+    included files dropped), but through `_TaskLoader`: with `resolve`, `!function`s are lm-eval's own
+    functions; without, the text "!function <name>". Every included file is vetted the same way."""
+    path = path.expanduser().resolve()
+    if path in _seen:
+        raise ConfigError(f"task YAML includes itself (through {' -> '.join(p.name for p in _seen)}).", file=path)
+    package = lm_eval_package_dir()
+    cfg = _parse_task_yaml(path)
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"a task YAML must be a mapping (task:, dataset_path:, ...), got {type(cfg).__name__}.",
+                          file=path)
+    cfg = _check_values(cfg, path, "", package, resolve)
+    if "include" not in cfg:
+        return cfg
+    includes = cfg.pop("include")
+    merged: dict[str, Any] = {}
+    for include in includes if isinstance(includes, list) else [includes]:
+        if not isinstance(include, str):
+            raise ConfigError(f"include must name a YAML file, got {include!r}.", file=path, key="include")
+        target = Path(include).expanduser()
+        target = target if target.is_absolute() else path.parent / target
+        if not target.is_file():
+            raise ConfigError(f"included task YAML not found: {target}.", file=path, key="include",
+                              hint="include: paths are relative to the including YAML's folder.")
+        included = load_task_yaml(target, resolve=resolve, _seen=(*_seen, path))
+        included.pop("task_list", None)
+        merged.update(included)
+    merged.update(cfg)
+    return merged
+
+
+def _folder_yamls(folder: Path) -> list[Path]:
+    """The task YAMLs lm-eval would index in a folder (`**/*.yaml`); in a project folder, not those of an
+    lm-eval package installed inside it."""
+    package = None if _inside(folder, lm_eval_package_dir()) else lm_eval_package_dir()
+    return sorted((p for p in folder.glob("**/*.yaml") if not any(part in _SKIP_DIRS for part in p.parts)
+                   and not _inside(p, package)), key=lambda p: p.as_posix())
+
+
+def vet_reachable(files: list[Path], folders: list[Path]) -> None:
+    """Suite load: read every task YAML the suite can reach (the listed files, every YAML of the listed
+    and include_path folders, everything they include) through `_TaskLoader`, without running anything.
+    Files the suite names must parse; a folder's other YAMLs that are not YAML at all are skipped (as
+    lm-eval's index skips them), but a refused tag or `!function` anywhere is an error."""
+    package = lm_eval_package_dir()
+    for path in files:
+        if not _inside(path, package):
+            load_task_yaml(path)
+    for folder in folders:
+        for path in _folder_yamls(folder):
+            try:
+                load_task_yaml(path)
+            except ConfigError as exc:
+                if exc.message.startswith("task YAML is not valid YAML") and exc.file == str(path.resolve()):
+                    continue
+                raise
+
+
+def vet_task_yaml(path: Path) -> None:
+    """Check one task YAML (and its includes) without running anything: a ConfigError if it is not data."""
+    load_task_yaml(path)
+
+
+def _kind_of(cfg: dict[str, Any]) -> str | None:
+    """lm-eval's classification of a task config (TaskIndex._kind_of): PY_TASK, GROUP, TASK or None."""
+    if "class" in cfg:
+        return "PY_TASK"
+    if "group" in cfg:
+        return "GROUP"
+    if "task" in cfg:
+        return "TASK"
+    return None
+
+
+@dataclass
+class ProjectEntry:
+    """A task, group or tag defined by the project's own task YAMLs (read by `load_task_yaml`)."""
+
+    name: str
+    kind: str
+    """TASK, PY_TASK, GROUP or TAG (lm-eval's kinds, by name)."""
+    yaml_path: Path | None
+    cfg: dict[str, Any] | None = None
+    tags: set[str] = field(default_factory=set)
+
+
+def project_index(folders: list[Path]) -> dict[str, ProjectEntry]:
+    """The project's tasks, groups and tags in `folders`, as lm-eval's TaskIndex would list them (later
+    folders win; within a folder the first definition of a name wins), read through `_TaskLoader`."""
+    index: dict[str, ProjectEntry] = {}
+    for folder in folders:
+        found: dict[str, ProjectEntry] = {}
+        for path in _folder_yamls(folder):
+            try:
+                cfg = load_task_yaml(path)
+            except ConfigError as exc:
+                if exc.message.startswith("task YAML is not valid YAML") and exc.file == str(path.resolve()):
+                    continue
+                raise
+            _index_cfg(cfg, path.resolve(), found)
+        index.update(found)
+    return index
+
+
+def _index_cfg(cfg: dict[str, Any], path: Path, found: dict[str, ProjectEntry]) -> ProjectEntry | None:
+    kind = _kind_of(cfg)
+    if kind is None:
+        return None
+    name = cfg["group"] if kind == "GROUP" else cfg.get("task")
+    if not isinstance(name, str) or name in found:
+        return found.get(name) if isinstance(name, str) else None
+    tags = cfg.get("tag") or []
+    tags = {tags} if isinstance(tags, str) else {t for t in tags if isinstance(t, str)}
+    entry = found[name] = ProjectEntry(name=name, kind=kind, yaml_path=path, cfg=cfg, tags=tags)
+    if kind != "GROUP":
+        for tag in tags:
+            found.setdefault(tag, ProjectEntry(name=tag, kind="TAG", yaml_path=None)).tags.add(name)
+    return entry
+
+
+def entry_from_file(path: Path) -> ProjectEntry | None:
+    """The task or group one project YAML defines (None if it defines neither)."""
+    return _index_cfg(load_task_yaml(path), path.resolve(), {})
 
 
 @contextlib.contextmanager
@@ -214,69 +496,6 @@ def sandboxed_templates():
     finally:
         lm_utils.env = original
 
-
-def lm_eval_tasks_dir() -> Path:
-    spec = importlib.util.find_spec("lm_eval")
-    if spec is None or spec.origin is None:
-        raise HarnessError("lm_eval suites need the lm-eval package (pip install lm-eval); run `make install`.")
-    return Path(spec.origin).parent / "tasks"
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def vet_task_yaml(path: Path, *, _seen: set[Path] | None = None) -> None:
-    """Refuse project task YAMLs that would run project code: `!function` may name functions of the
-    installed lm_eval package only (never a module next to the YAML), and Jinja templates may not
-    touch Python internals. lm-eval's own task YAMLs are trusted."""
-    path = path.resolve()
-    if _inside(path, lm_eval_tasks_dir()):
-        return
-    seen = _seen if _seen is not None else set()
-    if path in seen:
-        return
-    seen.add(path)
-    try:
-        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_VetLoader)  # noqa: S506 - SafeLoader + one tag
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"task YAML is not valid here: {getattr(exc, 'problem', None) or exc}.", file=path,
-                          line=mark.line + 1 if mark else None,
-                          hint="Task YAMLs are data: plain YAML plus `!function lm_eval.<module>.<function>`.") from None
-
-    def walk(value: Any, key: str) -> None:
-        if isinstance(value, _Function):
-            module = value.rpartition(".")[0]
-            local = path.parent / (module.replace(".", "/") + ".py")
-            if not value.startswith("lm_eval.") or local.exists():
-                raise ConfigError(
-                    f"`!function {value}` would run code from the project; suites are data, not code.",
-                    file=path, key=key,
-                    hint="Use lm-eval's built-in metrics (acc, acc_norm, exact_match, ...) or a function of the "
-                         "installed lm-eval package, e.g. `!function lm_eval.tasks.truthfulqa.utils.process_results_mc2`.")
-        elif isinstance(value, str):
-            if "__" in value and ("{{" in value or "{%" in value):
-                raise ConfigError("a template reaches into Python internals ('__'); refused.", file=path, key=key)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{key}.{k}" if key else str(k))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(v, f"{key}.{i}")
-
-    if not isinstance(cfg, dict):
-        raise ConfigError("a task YAML must be a mapping (task:, dataset_path:, ...).", file=path)
-    walk(cfg, "")
-    includes = cfg.get("include") or []
-    for include in includes if isinstance(includes, list) else [includes]:
-        target = Path(include) if Path(str(include)).is_absolute() else path.parent / str(include)
-        if target.is_file():
-            vet_task_yaml(target, _seen=seen)
 
 
 # --------------------------------------------------------------------------- resolving tasks
@@ -321,11 +540,10 @@ _MANAGERS: dict[tuple, Any] = {}
 
 
 def _task_manager(include: tuple[Path, ...], defaults: bool):
-    """lm-eval's TaskManager (indexing all of lm-eval's tasks takes ~15 s; kept per process while the
-    project's task YAMLs are unchanged)."""
-    files = tuple((str(f), f.stat().st_mtime_ns) for p in include if not _inside(p, lm_eval_tasks_dir())
-                  for f in sorted(p.rglob("*.yaml")))  # a project's task YAMLs may change between runs
-    key = (tuple(str(p) for p in include), defaults, files)
+    """lm-eval's TaskManager over lm-eval's own task folders only (`include` are folders of lm-eval's
+    package; never a project folder: the project's task YAMLs are read by the harness, see
+    `load_task_yaml`). Indexing all of lm-eval's tasks takes ~15 s; kept per process."""
+    key = (tuple(str(p) for p in include), defaults)
     if key not in _MANAGERS:
         from lm_eval.tasks import TaskManager
 
@@ -333,22 +551,18 @@ def _task_manager(include: tuple[Path, ...], defaults: bool):
     return _MANAGERS[key]
 
 
-def _manager_for(names: list[str], project_dirs: tuple[Path, ...]):
-    """A TaskManager that knows `names`: the project's folders, then the matching folders of lm-eval's
-    tasks (fast), then lm-eval's whole registry."""
-    from lm_eval.tasks._index import Kind, TaskIndex
-
-    manager = _task_manager(project_dirs, False)
-    missing = [n for n in names if n not in manager.task_index]
-    if not missing:
-        return manager
+def _manager_for(names: list[str]):
+    """A TaskManager of lm-eval's own tasks that knows `names` if lm-eval has them: the matching folders
+    of lm-eval's tasks (fast), else lm-eval's whole registry."""
+    if not names:
+        return _task_manager((), False)
     tasks_dir = lm_eval_tasks_dir()
-    candidates = sorted({tasks_dir / d for n in missing for d in (n, n.split("_")[0]) if (tasks_dir / d).is_dir()})
+    candidates = sorted({tasks_dir / d for n in names for d in (n, n.split("_")[0]) if (tasks_dir / d).is_dir()})
     if candidates:
-        index = TaskIndex.build(candidates)
-        if all(n in index and index[n].kind in (Kind.TASK, Kind.PY_TASK) for n in missing):
-            return _task_manager((*candidates, *project_dirs), False)
-    return _task_manager(project_dirs, True)
+        manager = _task_manager(tuple(candidates), False)
+        if all(n in manager.task_index and manager.task_index[n].kind.name in ("TASK", "PY_TASK") for n in names):
+            return manager
+    return _task_manager((), True)
 
 
 def _absolute_data(cfg: dict[str, Any], base: Path, where: dict[str, Any], task: str) -> list[Path]:
@@ -404,17 +618,15 @@ def _is_local(cfg: dict[str, Any]) -> bool:
 
 
 def _hub_members(entry, index: dict, seen: set[str] | None = None) -> list[tuple[str, str]]:
-    """(task, hub dataset) for every member task of a group or tag that reads from the Hub."""
-    from lm_eval.tasks._index import Kind
-
+    """(task, hub dataset) for every member task of one of lm-eval's groups or tags that reads from the Hub."""
     seen = seen if seen is not None else set()
     if entry.name in seen:
         return []
     seen.add(entry.name)
     cfg = entry.cfg or {}
-    if entry.kind == Kind.TAG:
+    if entry.kind.name == "TAG":
         members: list[Any] = sorted(entry.tags)
-    elif entry.kind == Kind.GROUP:
+    elif entry.kind.name == "GROUP":
         members = cfg.get("task") or []
         members = members if isinstance(members, list) else [members]
     else:
@@ -447,80 +659,89 @@ def _sha256_path(path: Path) -> str:
     return digest.hexdigest()
 
 
+def project_folders(source: LmEvalSource) -> list[Path]:
+    """The project folders whose task YAMLs a suite can reach by name: include_path folders, the listed
+    folders and the folders of the listed files (as lm-eval's include_path would index them)."""
+    folders: list[Path] = list(source.include_paths)
+    for path in source.paths:
+        if path is not None:
+            folder = path if path.is_dir() else path.parent
+            if folder not in folders:
+                folders.append(folder)
+    return folders
+
+
 def prepare(source: LmEvalSource, *, axis_direction: str = "higher") -> Prepared:
-    """Resolve the suite's tasks, check them (safety, local data, metrics) and load each once."""
+    """Resolve the suite's tasks, check them (safety, local data, metrics) and load each once.
+
+    The project's task YAMLs are read by `load_task_yaml` (data only) and reach lm-eval as config
+    dicts; lm-eval's TaskManager knows lm-eval's own tasks only, so it never reads a project file."""
     from harness.versions import check
 
     check(["lm-eval"], "lm_eval suites")
     import lm_eval
-    from lm_eval.tasks._index import Kind, TaskIndex
-    from lm_eval.tasks._yaml_loader import load_yaml as lm_load_yaml
 
     tasks_dir = lm_eval_tasks_dir()
-    project_dirs: list[Path] = list(source.include_paths)
-    for path in source.paths:
-        if path is not None:
-            folder = path if path.is_dir() else path.parent
-            if folder not in project_dirs:
-                project_dirs.append(folder)
-    for folder in project_dirs:
-        for yaml_path in sorted(folder.rglob("*.yaml")):
-            if "__pycache__" not in yaml_path.parts and not _inside(yaml_path, tasks_dir):
-                head = yaml_path.read_text(encoding="utf-8", errors="replace")
-                if "!function" in head or "{{" in head or "{%" in head:
-                    vet_task_yaml(yaml_path)
+    folders = project_folders(source)
+    vet_reachable([p for p in source.paths if p is not None and p.is_file()], folders)
+    local_index = project_index(folders)
 
-    # Each spec -> (name, Entry)
     entries: list[tuple[int, Any]] = []
     names: list[tuple[int, str]] = []
     for i, (task, path) in enumerate(zip(source.tasks, source.paths, strict=True)):
         if path is None:
-            names.append((i, task))
-        elif path.is_file():
-            vet_task_yaml(path)
-            try:
-                entry = TaskIndex.entry_from_path(path)
-            except Exception as exc:  # lm-eval's own parse error, said plainly
-                raise ConfigError(f"not an lm-eval task YAML: {exc}.", file=path) from None
-            if entry is None:
-                raise ConfigError("not an lm-eval task YAML (no `task:` or `group:` key).", file=path)
-            if entry.kind == Kind.GROUP:  # resolved by its group name through the index (it has its members)
-                names.append((i, str(lm_load_yaml(path, resolve_func=False)["group"])))
+            if task in local_index:
+                entries.append((i, local_index[task]))
             else:
-                entries.append((i, entry))
+                names.append((i, task))
+        elif path.is_file():
+            entry = entry_from_file(path)
+            if entry is None:
+                raise ConfigError("not an lm-eval task YAML (no `task:` or `group:` key).", file=path,
+                                  hint="A task YAML has `task: <name>` (or `group: <name>` with `task: [...]`).")
+            entries.append((i, entry))
         else:
-            found = [e for e in TaskIndex.build([path]).values()
-                     if e.kind == Kind.TASK and e.yaml_path is not None and _inside(e.yaml_path, path)]
+            found = [e for e in project_index([path]).values() if e.kind in ("TASK", "PY_TASK")]
             if not found:
                 raise ConfigError(f"no lm-eval task YAML in folder {path}.", **source.where("tasks", i))
             entries.extend((i, e) for e in sorted(found, key=lambda e: e.name))
-    manager = _manager_for([n for _, n in names], tuple(project_dirs))
+    manager = _manager_for([n for _, n in names])
     for i, name in names:
         entry = manager.task_index.get(name)
         if entry is None:
-            manager = _task_manager(tuple(project_dirs), True)
+            manager = _task_manager((), True)
             entry = manager.task_index.get(name)
         if entry is None:
-            close = difflib.get_close_matches(name, manager.all_tasks, n=3)
+            close = difflib.get_close_matches(name, [*manager.all_tasks, *local_index], n=3)
             raise ConfigError(f"lm-eval has no task, group or tag named '{name}'.", **source.where("tasks", i),
                               hint=(f"Did you mean {', '.join(repr(c) for c in close)}? " if close else "")
                               + "Name a task of lm-eval's registry or give a path to a task YAML (relative to the suite).")
         entries.append((i, entry))
+
+    def lookup(name: str):
+        """A member name: the project's tasks first (as lm-eval's include_path would override), then lm-eval's."""
+        nonlocal manager
+        if name in local_index:
+            return local_index[name]
+        if name not in manager.task_index:
+            manager = _task_manager((), True)
+        return manager.task_index.get(name)
 
     specs: list[Any] = []
     data_of: dict[str, dict[str, Any]] = {}
     group_fields = {"group", "group_alias", "task", "aggregate_metric_list", "metadata"}
 
     def add_task(entry, where: dict[str, Any], raw_over: dict[str, Any], full_over: dict[str, Any]) -> None:
-        raw = {**lm_load_yaml(entry.yaml_path, resolve_func=False), **raw_over}
+        yaml_path = Path(entry.yaml_path)
+        raw = {**load_task_yaml(yaml_path), **raw_over}
         name = raw.get("task", entry.name)
-        files = _absolute_data(raw, Path(entry.yaml_path).parent, where, name)
+        files = _absolute_data(raw, yaml_path.parent, where, name)
         if not _is_local(raw) and not source.hub:
             raise ConfigError(
                 f"task '{name}' reads its data from the Hugging Face Hub (dataset_path: {raw.get('dataset_path')}, "
                 f"task YAML {entry.yaml_path}), which this suite does not allow.", **where, hint=HUB_HINT)
-        cfg = {**lm_load_yaml(entry.yaml_path, resolve_func=True), **full_over}
-        _absolute_data(cfg, Path(entry.yaml_path).parent, where, name)
+        cfg = {**load_task_yaml(yaml_path, resolve=True), **full_over}
+        _absolute_data(cfg, yaml_path.parent, where, name)
         cfg["task"] = name
         specs.append(cfg)
         data_of[name] = {
@@ -532,20 +753,25 @@ def prepare(source: LmEvalSource, *, axis_direction: str = "higher") -> Prepared
         }
 
     def add(entry, where: dict[str, Any], raw_over: dict[str, Any], full_over: dict[str, Any], depth: int = 0) -> None:
+        nonlocal manager
         if depth > 20:
             raise ConfigError(f"groups nest too deeply at '{entry.name}'.", **where)
-        if entry.kind == Kind.TASK and entry.yaml_path is not None:
+        kind = entry.kind if isinstance(entry, ProjectEntry) else entry.kind.name
+        own = not isinstance(entry, ProjectEntry) and (entry.yaml_path is None or _inside(entry.yaml_path, tasks_dir))
+        if kind == "TASK" and entry.yaml_path is not None:
             add_task(entry, where, raw_over, full_over)
-        elif entry.kind == Kind.TAG:
+        elif kind == "PY_TASK" and not own:
+            add_task(entry, where, raw_over, full_over)  # its `class` is a function of lm-eval (checked on load)
+        elif kind == "TAG":
             for member in sorted(entry.tags):
-                if member in manager.task_index:
-                    add(manager.task_index[member], where, raw_over, full_over, depth + 1)
-        elif entry.kind == Kind.GROUP and entry.yaml_path is not None and not _inside(entry.yaml_path, tasks_dir):
+                target = lookup(member)
+                if target is not None:
+                    add(target, where, raw_over, full_over, depth + 1)
+        elif kind == "GROUP" and not own:
             # A project group runs as its member tasks (per-item records; group aggregates are not used),
             # so that every member's local data paths resolve against its own YAML's folder.
-            vet_task_yaml(Path(entry.yaml_path))
-            raw_group = lm_load_yaml(entry.yaml_path, resolve_func=False)
-            full_group = lm_load_yaml(entry.yaml_path, resolve_func=True)
+            raw_group = load_task_yaml(Path(entry.yaml_path))
+            full_group = load_task_yaml(Path(entry.yaml_path), resolve=True)
             raw_base = {**{k: v for k, v in raw_group.items() if k not in group_fields}, **raw_over}
             full_base = {**{k: v for k, v in full_group.items() if k not in group_fields}, **full_over}
             members = raw_group.get("task") or []
@@ -557,12 +783,13 @@ def prepare(source: LmEvalSource, *, axis_direction: str = "higher") -> Prepared
                 extra = {k: v for k, v in item.items() if k not in ("task", "group")} if isinstance(item, dict) else {}
                 full_extra = ({k: v for k, v in full_item.items() if k not in ("task", "group")}
                               if isinstance(full_item, dict) else {})
-                if not isinstance(name, str) or name not in manager.task_index:
+                target = lookup(name) if isinstance(name, str) else None
+                if target is None:
                     raise ConfigError(f"group '{entry.name}' names '{name}', which is not a task of its folder or of "
                                       "lm-eval's registry (inline task definitions in project groups are not "
                                       "supported: give each task its own YAML).", file=entry.yaml_path, key="task")
-                add(manager.task_index[name], where, {**raw_base, **extra}, {**full_base, **full_extra}, depth + 1)
-        else:  # lm-eval's own groups and Python tasks: lm-eval builds them
+                add(target, where, {**raw_base, **extra}, {**full_base, **full_extra}, depth + 1)
+        else:  # lm-eval's own groups, tags and Python tasks: lm-eval builds them from its own files
             remote = [] if source.hub else _hub_members(entry, manager.task_index)
             if remote:
                 member, dataset = remote[0]
@@ -570,6 +797,8 @@ def prepare(source: LmEvalSource, *, axis_direction: str = "higher") -> Prepared
                     f"'{entry.name}' includes task '{member}', which reads its data from the Hugging Face Hub "
                     f"(dataset_path: {dataset}){f' (and {len(remote) - 1} more)' if len(remote) > 1 else ''}; this "
                     "suite does not allow that.", **where, hint=HUB_HINT)
+            if entry.name not in manager.task_index:
+                manager = _task_manager((), True)
             specs.append(entry.name)
 
     for i, entry in entries:
@@ -948,8 +1177,13 @@ def run_suite(suite, runner, models, options, manifest: dict[str, Any], writer, 
     for name in names:
         variant = models.get(name, where=str(suite.path))
         manifest["variants"].setdefault(name, variant_manifest(variant))
+        from harness.cache import exclusive, lock_dir, lock_name
+
         try:
-            records, info = run_variant(suite, prepared, runner, variant, limit, progress)
+            with exclusive(lock_dir(runner.cache), [lock_name(suite.path, name)],
+                           on_wait=lambda _, v=name: log(f"{suite.name} / {v}: another harness run is on it; "
+                                                         "waiting to reuse its results")):
+                records, info = run_variant(suite, prepared, runner, variant, limit, progress)
         except ConfigError:
             raise
         except HarnessError as exc:

@@ -45,7 +45,7 @@ Shared, lazy work
     suite name (all of its variants when only `::run` is selected), through the same generation
     cache as `harness run` (`GenerationCache()`, i.e. $HARNESS_CACHE_DIR). The outcome is kept in
     `config.stash`, so every other item of the suite only reads it; suites deselected by `-k`/`-m`
-    generate nothing. Gates naming a variant left out by `--harness-variants` are skipped.
+    generate nothing. Gates naming a variant left out by `--harness-variants` fail as NOT EVALUATED (no evidence, no pass).
 
 Holm correction
     `evaluate_run` is called once per suite run, so the Holm family is one suite: the paired gates
@@ -90,7 +90,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,7 +126,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-models", metavar="PATH", default=None,
                     help="models.toml with the variants (default: models.toml at the rootdir, else in the cwd).")
     group.addoption("--harness-variants", metavar="A,B", default=None,
-                    help="Only run these variants; gates naming another variant are skipped.")
+                    help="Only run these variants; gates naming another variant fail as NOT EVALUATED.")
     group.addoption("--harness-limit", metavar="N", type=int, default=None,
                     help="At most N evaluation cases per suite (smoke runs).")
     group.addoption("--harness-report", metavar="DIR", default=None,
@@ -281,19 +281,11 @@ class _State:
 
     @contextmanager
     def locked(self, suite_path: Path, variants: list[str]) -> Iterator[None]:
-        """Exclusive across processes for these (suite, variant) pairs; sorted, so never deadlocks."""
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock; the cache stays consistent, work may repeat
-            yield
-            return
-        lock_dir = self.generation_cache().path.parent / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with ExitStack() as stack:
-            for variant in sorted(set(variants)):
-                digest = hashlib.sha256(f"{suite_path.resolve()}\0{variant}".encode()).hexdigest()[:24]
-                handle = stack.enter_context(open(lock_dir / f"{digest}.lock", "ab"))
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        """Exclusive across processes for these (suite, variant) pairs; sorted, so never deadlocks. The
+        same lock files as `harness run` (harness/cache.py), so a CLI run and pytest never both generate."""
+        from harness.cache import exclusive, lock_dir, lock_name
+
+        with exclusive(lock_dir(self.generation_cache()), [lock_name(suite_path, v) for v in variants]):
             yield
 
     def run_id(self, suite: Suite, path: Path) -> str:
@@ -637,8 +629,13 @@ class GateItem(_HarnessItem):
         try:
             state.models()  # a bad models.toml or --harness-variants fails the gate rather than skipping it
             excluded = state.excluded(self.gate)
-            if excluded:
-                pytest.skip(f"--harness-variants leaves out {', '.join(excluded)}")
+            if excluded:  # no evidence, no pass (issue 19): a gate whose variants do not run fails as NOT EVALUATED
+                reason = (f"gate '{self.gate.text}' NOT EVALUATED: --harness-variants leaves out "
+                          f"{', '.join(excluded)}; run them to decide this gate.")
+                self.user_properties += [(_PROP + "suite", suite.name), (_PROP + "gate", self.gate.text),
+                                         (_PROP + "verdict", "NOT EVALUATED"), (_PROP + "blocking", True),
+                                         (_PROP + "reason", reason)]
+                raise HarnessFailure(reason)
             outcome = state.run_suite(self)
             error = outcome.error
         except HarnessError as exc:

@@ -31,7 +31,7 @@ from harness.backends import (
     implementation_info,
     resolve_backend_name,
 )
-from harness.cache import GenerationCache, request_key
+from harness.cache import GenerationCache, exclusive, lock_dir, lock_name, request_key
 from harness.config import GenerationSettings, ModelsConfig, Variant
 from harness.data import Case, select_fewshot
 from harness.errors import AdapterError, ConfigError, DataError, HarnessError, did_you_mean
@@ -65,6 +65,8 @@ class RunOptions:
     progress: bool = True
     baselines: Path | None = None
     """Blessed baselines directory; matching blessed variants are reused instead of regenerated."""
+    command: str | None = None
+    """The command that started this run (the manifest's `resume_command`: re-running it resumes)."""
 
 
 @dataclass
@@ -321,21 +323,33 @@ class Runner:
             for start in range(0, len(unique), step):
                 chunk = unique[start : start + step]
                 batch = [requests[missing[k][0]] for k in chunk]
+                committed: set[str] = set()
+
+                def commit(positions: list[int], results: list, chunk=chunk, committed=committed) -> None:
+                    """A backend's internal batch finished: into the cache now (bounded loss on a kill)."""
+                    done = {chunk[p]: r.__dict__ for p, r in zip(positions, results, strict=True) if r is not None}
+                    if done:
+                        self.cache.put_many(done)
+                        committed.update(done)
+
                 try:
-                    if kind == "generate":
-                        results = [r.__dict__ for r in backend.generate(batch)]
-                    else:
-                        results = [r.__dict__ for r in backend.loglikelihood(batch)]
-                except HarnessError as exc:
+                    with backend.streaming(commit):
+                        if kind == "generate":
+                            results = [r.__dict__ for r in backend.generate(batch)]
+                        else:
+                            results = [r.__dict__ for r in backend.loglikelihood(batch)]
+                except BaseException as exc:
                     # A backend that got part of a batch (the openai backend after retries) hands the
                     # successes over as `partial_results` (None where failed): keep them for a re-run.
                     partial = getattr(exc, "partial_results", None) or []
-                    done = {key: r.__dict__ for key, r in zip(chunk, partial) if r is not None}
+                    done = {key: r.__dict__ for key, r in zip(chunk, partial, strict=False) if r is not None and key not in committed}
                     if done:
                         self.cache.put_many(done)
-                        self.counts["generated"] += len(done)
+                    self.counts["generated"] += len(done) + len(committed)
                     raise
-                self.cache.put_many(dict(zip(chunk, results)))
+                rest = {key: value for key, value in zip(chunk, results, strict=True) if key not in committed}
+                if rest:
+                    self.cache.put_many(rest)
                 for key, result in zip(chunk, results):
                     for i in missing[key]:
                         values[i] = result
@@ -686,6 +700,7 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
         "runs": {},
         "limit": options.limit,
         "errors": [],
+        "resume_command": options.command,
     }
     progress = _Progress(options.progress)
     all_records: list[dict[str, Any]] = []
@@ -712,7 +727,12 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
                 manifest["variants"].setdefault(name, variant_manifest(variant))
                 run_started = time.perf_counter()
                 try:
-                    records, info = runner.run_variant(suite, variant, cases, fewshot_pool, progress)
+                    # One run at a time per (suite, variant) on this cache, across processes (the pytest
+                    # plugin takes the same lock): a concurrent run waits, then reads the results cached.
+                    with exclusive(lock_dir(cache), [lock_name(suite.path, name)],
+                                   on_wait=lambda _, s=suite.name, v=name: log(
+                                       f"{s} / {v}: another harness run is on it; waiting to reuse its results")):
+                        records, info = runner.run_variant(suite, variant, cases, fewshot_pool, progress)
                 except HarnessError as exc:
                     manifest["errors"].append({"suite": suite.name, "variant": name, "error": str(exc),
                                                "type": type(exc).__name__})
@@ -739,8 +759,9 @@ def run_suites(suites: list[Suite], models: ModelsConfig, options: RunOptions, *
                             f"recorded outputs of '{name}' ({recorded['file']}){note}.")
                 log(f"{suite.name} / {name}: {len(records)} cases, {n_cached} cached{note} ({info['seconds']:.1f} s)")
         manifest["status"] = "complete"
-    except BaseException:
+    except BaseException as exc:
         manifest["status"] = "interrupted"
+        manifest["stopped_by"] = f"{type(exc).__name__}: {exc}"[:500]  # what stopped it (Ctrl-C, a bad data file)
         raise
     finally:
         manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

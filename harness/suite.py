@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from harness._files import load_yaml, sha256_file
+from harness._files import is_slug, load_yaml, sha256_file
 from harness.config import GENERATION_KEYS, validate_generation
 from harness.data import FIELD_KEYS, Case, FieldMap, holdout_split, load_cases
 from harness.errors import ConfigError, DataError, GateError, did_you_mean
@@ -173,6 +173,11 @@ def load_suite(path: Path | str, *, known_variants: set[str] | None = None) -> S
         return value
 
     name = typed(("suite",), data.get("suite", path.stem), str, "must be a string")
+    if not is_slug(name):
+        raise ConfigError(f"suite name {name!r} is not a plain name: it names folders and files under reports/, so it "
+                          "may only use letters, digits, '_', '-' and '.' (no '/', no '..', at most 100 characters).",
+                          **(where("suite") if "suite" in data else {"file": path, "key": "suite"}),
+                          hint="e.g. suite: ticket-extraction")
     lm_eval = None
     if "lm_eval" in data:  # lm-eval tasks instead of a data file: parsed here, run by harness/lmeval.py
         from harness.lmeval import parse_source

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -534,3 +535,126 @@ def test_lm_eval_and_native_suites_share_one_engine_load_and_the_cache(harness_r
     assert len(native) == 10 and all("choice" in r["checks"]["retention"] for r in native)
     assert again_loads == 0 and again.manifest["counts"]["generated"] == 0
     assert [r["scores"] for r in again.records] == [r["scores"] for r in first.records]
+
+
+# --------------------------------------------------------------------------- task files are data (issue 19, finding 1)
+
+SNEAKY_TASK = textwrap.dedent("""
+    task: sneaky
+    dataset_path: json
+    dataset_kwargs: {data_files: {test: data.jsonl}}
+    test_split: test
+    output_type: multiple_choice
+    doc_to_text: "{{q}}"
+    doc_to_target: 0
+    doc_to_choice: "{{[a, 'x']}}"
+    metric_list: [{metric: acc}]
+""").lstrip()
+
+
+def _hostile_project(tmp_path: Path) -> Path:
+    """tasks/utils.py writes a marker file when imported: the proof that project code ran."""
+    marker = tmp_path / "imported"
+    write_jsonl(tmp_path / "tasks" / "data.jsonl", [{"q": "2 + 2?", "a": "4"}])
+    code = f"open({str(marker)!r}, 'w').close()\ndef score(doc, results):\n    return {{'acc': 1.0}}\n"
+    write(tmp_path / "tasks" / "utils.py", code)
+    write(tmp_path / "elsewhere" / "utils.py", code)
+    return marker
+
+
+# Each bypass of the old vetting (which read only files named .yaml literally containing "!function"):
+# (files to write, the suite's lm_eval mapping, the file and line the refusal must name).
+BYPASSES = {
+    "include_path": (
+        {"tasks/sneaky.yaml": SNEAKY_TASK + "process_results: !function utils.score\n"},
+        "{tasks: [sneaky], include_path: tasks}", "tasks/sneaky.yaml", 10),
+    "include": (
+        {"tasks/main.yaml": "include: ../elsewhere/base.inc\ntask: sneaky\n",
+         "elsewhere/base.inc": SNEAKY_TASK.replace("data.jsonl", "../tasks/data.jsonl")
+         + "process_results: !function utils.score\n"},
+        "{tasks: [tasks/main.yaml]}", "elsewhere/base.inc", 10),
+    "include_path_include": (
+        {"tasks/main.yaml": "include: ../elsewhere/base.inc\ntask: sneaky\n",
+         "elsewhere/base.inc": SNEAKY_TASK.replace("data.jsonl", "../tasks/data.jsonl")
+         + "process_results: !function utils.score\n"},
+        "{tasks: [sneaky], include_path: tasks}", "elsewhere/base.inc", 10),
+    "percent_tag": (
+        {"tasks/sneaky.yaml": "%TAG !x! !fun\n---\n" + SNEAKY_TASK.strip()
+         + "\nprocess_results: !x!ction utils.score\n"},
+        "{tasks: [tasks/sneaky.yaml]}", "tasks/sneaky.yaml", 12),
+    "primary_handle_renamed": (
+        {"tasks/sneaky.yaml": "%TAG ! !fun\n---\n" + SNEAKY_TASK.strip()
+         + "\nprocess_results: !ction utils.score\n"},
+        "{tasks: [sneaky], include_path: tasks}", "tasks/sneaky.yaml", 12),
+    "yml_file": (
+        {"tasks/sneaky.yml": SNEAKY_TASK + "process_results: !function utils.score\n"},
+        "{tasks: [tasks/sneaky.yml]}", "tasks/sneaky.yml", 10),
+    "python_tag": (
+        {"tasks/sneaky.yaml": SNEAKY_TASK + "process_results: !!python/object/apply:builtins.exec ['import utils']\n"},
+        "{tasks: [tasks/sneaky.yaml]}", "tasks/sneaky.yaml", 10),
+    "python_task_class": (
+        {"tasks/sneaky.yaml": "task: sneaky\nclass: !function utils.score\n"},
+        "{tasks: [sneaky], include_path: tasks}", "tasks/sneaky.yaml", 2),
+    "group_member": (
+        {"tasks/sneaky.yaml": SNEAKY_TASK + "process_results: !function utils.score\n",
+         "groups/g.yaml": "group: g\ntask: [sneaky]\n"},
+        "{tasks: [groups/g.yaml], include_path: tasks}", "tasks/sneaky.yaml", 10),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BYPASSES))
+def test_task_files_reached_any_way_are_data_and_refused_at_suite_load(tmp_path, case):
+    files, source, culprit, line = BYPASSES[case]
+    marker = _hostile_project(tmp_path)
+    models = write(tmp_path / "models.toml", FAKE_MODELS)
+    for name, text in files.items():
+        write(tmp_path / name, text)
+    assert "!function" not in (tmp_path / culprit).read_text() or case not in ("percent_tag", "primary_handle_renamed")
+    suite = write(tmp_path / "s.yaml", f"suite: s\nlm_eval: {source}\nvariants: [base]\n")
+    with pytest.raises(ConfigError) as info:
+        load_suite(suite)
+    assert info.value.file == str((tmp_path / culprit).resolve()) and info.value.line == line, str(info.value)
+    assert not marker.exists()
+    # The run path refuses too (it re-reads the same files through the same loader), and nothing ran.
+    with pytest.raises(ConfigError):
+        run(tmp_path, [suite], models)
+    assert not marker.exists()
+    # The CLI: exit 2, a message naming the file and line, no traceback, no marker.
+    harness = Path(sys.executable).with_name("harness")
+    done = subprocess.run([str(harness), "run", "s.yaml", "--no-progress"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{(tmp_path / culprit).resolve()}:{line}" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not marker.exists()
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "cache").exists()
+
+
+def test_prepare_refuses_a_hostile_task_file_even_when_suite_load_was_skipped(tmp_path):
+    from harness.lmeval import LmEvalSource, prepare
+
+    marker = _hostile_project(tmp_path)
+    write(tmp_path / "tasks" / "sneaky.yaml", "%TAG ! !fun\n---\n" + SNEAKY_TASK.strip()
+          + "\nprocess_results: !ction utils.score\n")
+    source = LmEvalSource(tasks=("sneaky",), paths=(None,), include_paths=((tmp_path / "tasks").resolve(),))
+    with pytest.raises(ConfigError, match="would run code from the project"):
+        prepare(source)
+    assert not marker.exists()
+
+
+def test_function_of_the_installed_lm_eval_is_allowed_however_the_tag_is_spelled(tmp_path):
+    import lm_eval.tasks.truthfulqa.utils as reference
+
+    from harness.lmeval import load_task_yaml
+
+    path = write(tmp_path / "t.yaml", "%TAG !e! !func\n---\ntask: t\n"
+                                      "a: !e!tion lm_eval.tasks.truthfulqa.utils.process_results_mc2\n"
+                                      "b: !<!function> lm_eval.tasks.truthfulqa.utils.process_results_mc2\n")
+    cfg = load_task_yaml(path, resolve=True)
+    assert cfg["a"] is reference.process_results_mc2 and cfg["b"] is reference.process_results_mc2
+    assert load_task_yaml(path)["a"] == "!function lm_eval.tasks.truthfulqa.utils.process_results_mc2"
+    # A name that looks like lm-eval's but is not a module of the installed package is refused with its line.
+    write(path, "task: t\nx: 1\na: !function lm_eval.tasks.nothing_here.utils.f\n")
+    with pytest.raises(ConfigError) as info:
+        load_task_yaml(path)
+    assert info.value.line == 3 and "no module" in str(info.value)

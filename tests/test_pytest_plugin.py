@@ -376,8 +376,10 @@ def test_options_limit_variants_report_and_baseline(project: Project) -> None:
     report = project.path / "reports"
     result = project.run("suites", "-s", "--harness-limit", "3", "--harness-variants", "good,half",
                                         "--harness-report", str(report), "--harness-baseline", "runs/blessed")
-    # Gates naming base are skipped; with 3 cases nothing reaches significance or the 0.8 bar.
-    result.assert_outcomes(passed=2, skipped=2, failed=3)
+    # Gates naming base fail as NOT EVALUATED (no evidence, no pass: issue 19; they were skipped before);
+    # with 3 cases nothing reaches significance or the 0.8 bar.
+    result.assert_outcomes(passed=2, failed=5)
+    result.stdout.fnmatch_lines(["*NOT EVALUATED: --harness-variants leaves out base*"])
     result.stdout.fnmatch_lines([f"baseline: {project.path / 'runs' / 'blessed'}"])
     # alpha's only runnable gate names half alone, so good is not generated for alpha.
     assert project.all_generated() == {"base": [], "good": _beta_prompts()[:3],
@@ -386,7 +388,10 @@ def test_options_limit_variants_report_and_baseline(project: Project) -> None:
     assert len(runs) == 2
     manifest = json.loads((runs[0] / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["limit"] == 3
-    assert [g["gate"] for g in manifest["gates"]] == ["half.accuracy >= 0.5"]
+    # The gates naming base are in the run's record as NOT EVALUATED (they vanished before issue 19).
+    assert [(g["gate"], g["verdict"]) for g in manifest["gates"]] == [
+        ("good.accuracy > base.accuracy", "NOT EVALUATED"), ("base.accuracy > good.accuracy", "NOT EVALUATED"),
+        ("half.accuracy >= 0.5", "INCONCLUSIVE")]
     assert len((runs[0] / "records.jsonl").read_text().splitlines()) == 3
     bad = project.run("suites/beta.yaml", "--harness-variants", "good,hlf")
     bad.stdout.fnmatch_lines(["*--harness-variants names 'hlf', which is not declared. Did you mean 'half'?"])

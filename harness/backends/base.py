@@ -11,10 +11,11 @@ backend that tokenizes scores the same tokens, and raw-text pairs are tokenized 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,24 @@ class Backend(ABC):
     def __init__(self, spec: EngineSpec) -> None:
         self.spec = spec
         self.stats = BackendStats()
+
+    _on_batch: Callable[[list[int], list[Any]], None] | None = None
+
+    @contextlib.contextmanager
+    def streaming(self, on_batch: Callable[[list[int], list[Any]], None]) -> Iterator[None]:
+        """While inside, a backend that works in internal batches calls `on_batch(positions, results)`
+        as each batch of a `generate` / `loglikelihood` call finishes (positions index the call's
+        requests): the runner commits them to the cache at once, so an interruption loses at most the
+        batch in flight, not the whole chunk. Backends that do not call it are committed per call."""
+        self._on_batch = on_batch
+        try:
+            yield
+        finally:
+            self._on_batch = None
+
+    def _batch_done(self, positions: list[int], results: list[Any]) -> None:
+        if self._on_batch is not None:
+            self._on_batch(list(positions), list(results))
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:

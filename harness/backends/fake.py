@@ -95,6 +95,7 @@ class FakeBackend(Backend):
                 out.append(Generation(text, "length", request.max_tokens))
             else:
                 out.append(Generation(text, "stop", len(words)))
+            self._batch_done([len(out) - 1], [out[-1]])  # the fake's batch is one request
         return out
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:

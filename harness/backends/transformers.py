@@ -692,11 +692,20 @@ class TransformersBackend(Backend):
                 once = prefix_cache is not None and self._greedy(temperature, stop) and self._shares_prefixes() \
                     and _can_share(prefix_cache)
                 for batch in self._generation_batches(order, ids, max_tokens, len(prefix) if once else 0):
+                    emitted: set[int] = set()
+
+                    def early(rows: list[int], done: list[Generation], batch=batch, emitted=emitted) -> None:
+                        emitted.update(rows)  # rows that ended: committed now, before the batch ends
+                        self._batch_done([batch[j] for j in rows], done)
+
                     generations = self._generate_batch(
-                        [ids[i] for i in batch], prefix_cache, max_tokens, temperature, top_p, seed, stop
+                        [ids[i] for i in batch], prefix_cache, max_tokens, temperature, top_p, seed, stop,
+                        on_rows=early if self._on_batch is not None else None,
                     )
                     for i, generation in zip(batch, generations):
                         results[i] = generation
+                    rest = [j for j in range(len(batch)) if j not in emitted]
+                    self._batch_done([batch[j] for j in rest], [generations[j] for j in rest])
         self.stats.generate_calls += 1
         self.stats.generated += len(requests)
         return results  # type: ignore[return-value]
@@ -751,7 +760,8 @@ class TransformersBackend(Backend):
             cache.batch_repeat_interleave(len(rows))
         return torch.tensor(ids, device=self.device), torch.tensor(mask, device=self.device), cache
 
-    def _generate_batch(self, rows, prefix_cache, max_tokens, temperature, top_p, seed, stop) -> list[Generation]:
+    def _generate_batch(self, rows, prefix_cache, max_tokens, temperature, top_p, seed, stop,
+                        on_rows=None) -> list[Generation]:
         """Generate for token rows; with `prefix_cache`, the rows' first `prefix_cache.get_seq_length()`
         tokens are that prefix. Layout: [prefix][padding][rest], the padding masked out, so every row's
         tokens keep the positions they have alone."""
@@ -762,7 +772,7 @@ class TransformersBackend(Backend):
         ids, mask, cache = self._prefixed_batch(rows, prefix_cache, shared=greedy and self._shares_prefixes())
         encoded = {"input_ids": ids, "attention_mask": mask}
         if greedy:
-            return self._greedy_batch(encoded, cache, cached, max_tokens)
+            return self._greedy_batch(encoded, cache, cached, max_tokens, on_rows=on_rows)
         kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": pad}
         if cache is not None:
             kwargs["past_key_values"] = cache
@@ -802,10 +812,13 @@ class TransformersBackend(Backend):
         eos = self.model.generation_config.eos_token_id
         return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
-    def _greedy_batch(self, encoded: dict[str, Any], cache: Any, cached: int, max_tokens: int) -> list[Generation]:
+    def _greedy_batch(self, encoded: dict[str, Any], cache: Any, cached: int, max_tokens: int,
+                      on_rows=None) -> list[Generation]:
         """Greedy decoding that drops finished rows from the batch (transformers' generate keeps computing
         them until the last row ends): once an eighth of the rows have ended, the KV cache keeps only the
-        running ones. Same tokens as generate's greedy search (the equivalence test compares them)."""
+        running ones. Same tokens as generate's greedy search (the equivalence test compares them).
+        `on_rows(rows, generations)`, if given, receives the rows that ended each time rows are dropped,
+        so the runner commits them before the batch ends (bounded loss on an interruption)."""
         torch = self.torch
         eos = self._eos_ids()
         mask = encoded["attention_mask"]
@@ -834,6 +847,9 @@ class TransformersBackend(Backend):
                 if not running or step == max_tokens - 1:
                     break
                 if len(rows) - len(running) >= max(1, len(rows) // 8) and _can_drop_rows(cache):
+                    if on_rows is not None:
+                        finished = [row for row in rows if ended[row]]
+                        on_rows(finished, [self._generation(tokens[row], True) for row in finished])
                     keep = torch.tensor(running, device=self.device)
                     cache.batch_select_indices(keep)
                     rows, mask, chosen, next_position = ([rows[j] for j in running], mask[keep], chosen[keep],
@@ -841,12 +857,12 @@ class TransformersBackend(Backend):
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
                 inputs = {"input_ids": chosen[:, None], "position_ids": next_position[:, None]}
                 next_position = next_position + 1
-        results = []
-        for row, done in zip(tokens, ended):
-            text = self.tokenizer.decode(row[:-1] if done else row, skip_special_tokens=True)
-            results.append(Generation(text=text, finish_reason="stop" if done else "length",
-                                      output_tokens=len(row) - 1 if done else len(row)))
-        return results
+        return [self._generation(row, done) for row, done in zip(tokens, ended)]
+
+    def _generation(self, row: list[int], done: bool) -> Generation:
+        text = self.tokenizer.decode(row[:-1] if done else row, skip_special_tokens=True)
+        return Generation(text=text, finish_reason="stop" if done else "length",
+                          output_tokens=len(row) - 1 if done else len(row))
 
     # -- log-likelihood -------------------------------------------------------------------
     def _encode_pair(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
@@ -904,6 +920,7 @@ class TransformersBackend(Backend):
                 n = len(pairs[i][1])
                 results[i] = Loglikelihood(math.fsum(token_logprobs[at : at + n]), all(hits[at : at + n]))
                 at += n
+            self._batch_done(batch, [results[i] for i in batch])
 
     def _score_context_groups(self, groups: list[tuple[list[int], list[int]]], pairs: dict, results: list) -> None:
         """Contexts shared by several requests: each context runs once (a left-padded batch of contexts),
@@ -925,6 +942,8 @@ class TransformersBackend(Backend):
             count = self._rows_within_budget(len(groups[start][0]), 4 * self.batch_size)
             with _compute(torch):
                 self._score_chunk(groups[start : start + count], pairs, results, pad, prefix_cache)
+            done = [i for _, members in groups[start : start + count] for i in members]
+            self._batch_done(done, [results[i] for i in done])
             start += count
 
     def _rows_within_budget(self, tokens_per_row: int, most: int) -> int:

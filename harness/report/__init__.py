@@ -12,7 +12,8 @@ from harness.report.export import export_cases
 __all__ = ["build_report", "export_cases", "write_report", "MAX_FLIPS"]
 
 
-def write_report(run_dir: Path | str, baseline: str | None = None, *, max_flips: int = MAX_FLIPS) -> dict[str, Path]:
+def write_report(run_dir: Path | str, baseline: str | None = None, *, max_flips: int = MAX_FLIPS,
+                 partial: bool = False) -> dict[str, Path]:
     """Write RUN_DIR/report.html, report.md and report.json from the run's records alone.
 
     Returns {"html": path, "markdown": path, "json": path}. `baseline` compares every variant with
@@ -23,7 +24,7 @@ def write_report(run_dir: Path | str, baseline: str | None = None, *, max_flips:
     from harness.report.markdown import render_markdown
 
     run = load_run(run_dir)
-    model = build_report(run, baseline, max_flips=max_flips)
+    model = build_report(run, baseline, max_flips=max_flips, partial=partial)
     paths = {"html": run.path / "report.html", "markdown": run.path / "report.md", "json": run.path / "report.json"}
     _atomic_write(paths["json"], render_json(model))
     _atomic_write(paths["markdown"], render_markdown(model))

@@ -85,18 +85,25 @@ def _gate_boundary(gate: dict[str, Any]) -> float:
 
 # -- the model -------------------------------------------------------------------------------
 
-def build_report(run: Run, baseline: str | None = None, *, max_flips: int = MAX_FLIPS) -> dict[str, Any]:
-    """The report model as a JSON-ready dict (see `SCHEMA`)."""
+def build_report(run: Run, baseline: str | None = None, *, max_flips: int = MAX_FLIPS,
+                 partial: bool = False) -> dict[str, Any]:
+    """The report model as a JSON-ready dict (see `SCHEMA`). A run that did not finish is refused
+    unless `partial`; then the model says `partial: true` and the verdict is NO-GO."""
     from harness import __version__
     from harness.compare import compare_run
-    from harness.gates import evaluate_run, overall
+    from harness.errors import HarnessError
+    from harness.evidence import run_verdict, unfinished_message
+    from harness.gates import evaluate_run
 
+    unfinished = run.manifest.get("status") != "complete"
+    if unfinished and not partial:
+        raise HarnessError(unfinished_message(run.path, run.manifest))
     rows, warnings = compare_run(run, baseline)
     gate_results = evaluate_run(run.records, run.manifest)
     gates = [clean(g.as_dict()) for g in gate_results]
     for g, result in zip(gates, gate_results, strict=True):
         g["blocking"] = result.blocking
-    verdict = overall(gate_results)
+    verdict, evidence = run_verdict(gate_results, run.records, run.manifest)
     manifest = run.manifest
 
     by_variant: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
@@ -124,6 +131,8 @@ def build_report(run: Run, baseline: str | None = None, *, max_flips: int = MAX_
         "run_id": manifest.get("run_id"),
         "run_dir": str(run.path),
         "verdict": verdict,
+        "partial": unfinished,
+        "evidence_problems": evidence,
         "baseline_override": baseline,
         "gates": gates,
         "gate_counts": _counts(gates),

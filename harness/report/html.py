@@ -90,8 +90,11 @@ def _banner(m: dict[str, Any]) -> str:
     counts = " ".join(_badge(v, f"{n} {v}") for v, n in sorted(m["gate_counts"].items(),
                                                               key=lambda kv: ["FAIL", "ERROR", "INCONCLUSIVE", "PASS"].index(kv[0])
                                                               if kv[0] in ("FAIL", "ERROR", "INCONCLUSIVE", "PASS") else 9))
+    shown = f"PARTIAL RUN ({run.get('status')}) · {verdict}" if m.get("partial") else verdict
     parts = [f'<header class="banner {"go" if verdict == "GO" else "nogo"}" id="verdict">',
-             f'<div class="verdict">{_e(verdict)}</div><div class="bsum">']
+             f'<div class="verdict">{_e(shown)}</div><div class="bsum">']
+    for problem in m.get("evidence_problems") or []:
+        parts.append(f'<div class="line"><b>No evidence for GO:</b> {_e(problem)}</div>')
     n_suites, n_variants = len(m["suites"]), len({v for s in m["suites"] for v in s["variants"]})
     parts.append(f'<div class="sub">run <code>{_e(m["run_id"])}</code> · {n_suites} suite(s) · {n_variants} variant(s)'
                  f' · {_e(run.get("finished_at") or run.get("started_at") or "")}</div>')

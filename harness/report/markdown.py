@@ -35,7 +35,9 @@ def _p(x):
 def render_markdown(m: dict[str, Any], html_name: str = "report.html") -> str:
     verdict = m["verdict"]
     gates = m["gates"]
-    lines = [f"## {'✅' if verdict == 'GO' else '❌'} {verdict} — harness run {md(m['run_id'])}", ""]
+    partial = f"PARTIAL RUN ({md(str(m['manifest']['run'].get('status')))}) · " if m.get("partial") else ""
+    lines = [f"## {'✅' if verdict == 'GO' else '❌'} {partial}{verdict} — harness run {md(m['run_id'])}", ""]
+    lines += [f"- **No evidence for GO:** {md(problem)}" for problem in m.get("evidence_problems") or []]
     if gates:
         counts = ", ".join(f"{n} {v}" for v, n in sorted(m["gate_counts"].items()))
         lines.append(f"**{len(gates)} gate(s):** {counts}.")
