@@ -65,8 +65,7 @@ def print_gates(results, echo=typer.echo, *, records=None, manifest=None, partia
     if not results:
         echo("gates: none declared")
     for r in results:
-        p = f" p_adj={r.p_adjusted:.3g}" if r.p_adjusted is not None else (f" p={r.p_value:.3g}" if r.p_value is not None else "")
-        echo(typer.style(f"{r.verdict:<12}", fg=colors.get(r.verdict)) + f" {r.suite}: {r.gate}{p} — {r.reason}")
+        echo(typer.style(f"{r.verdict:<12}", fg=colors.get(r.verdict)) + f" {r.suite}: {r.gate} — {r.reason}")  # p in the reason
     if manifest is not None:
         verdict, problems = run_verdict(results, records or [], manifest)
     else:
