@@ -96,6 +96,7 @@ def arch(request, model_root):
     loaded.name = request.param
     yield loaded
     loaded.backend.close()
+    _GENERATED.clear()
 
 
 # -- the reference --------------------------------------------------------------------------------
@@ -110,18 +111,27 @@ def _decode(arch: Arch, row: list[int]) -> tuple[str, int]:
     return arch.tokenizer.decode(row[:length], skip_special_tokens=True), length
 
 
+_GENERATED: dict[tuple, tuple] = {}
+
+
 def reference_generate(arch: Arch, prompts: list[list[dict]], model: Any = None, **settings: Any) -> list[tuple]:
-    """transformers' generate, eager attention, each prompt alone: (text, output tokens)."""
+    """transformers' generate, eager attention, each prompt alone: (text, output tokens). Memoised per model
+    object, prompt and settings (several paths compare with the same reference)."""
     import torch
 
     model = model or arch.reference
     out = []
     for messages in prompts:
+        key = (id(model), repr(messages), repr(sorted(settings.items())))
+        if key in _GENERATED and _GENERATED[key][0] is model:  # the entry holds its model: ids are not reused
+            out.append(_GENERATED[key][1])
+            continue
         ids = torch.tensor([prompt_ids(arch, messages)])
         with torch.no_grad():
             tokens = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                     pad_token_id=arch.tokenizer.eos_token_id, **settings)
-        out.append(_decode(arch, tokens[0, ids.shape[1]:].tolist()))
+        _GENERATED[key] = (model, _decode(arch, tokens[0, ids.shape[1]:].tolist()))
+        out.append(_GENERATED[key][1])
     return out
 
 
