@@ -47,7 +47,7 @@ test-fast: install chromium
 	$(PY) -m pytest -q -m "not model and not vllm" tests
 
 lint: install
-	$(VENV)/bin/ruff check harness tests
+	$(VENV)/bin/ruff check harness tests benchmarks scripts suites
 
 clean:
 	rm -rf $(VENV) reports/runs

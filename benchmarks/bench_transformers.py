@@ -146,11 +146,11 @@ def main() -> None:
             mc16_s, mc16 = timed(lambda: bf16.loglikelihood(mc))
             gen16_s, gen16 = timed(lambda: bf16.generate(gen))
             bf16.close()
-            same_mc = sum(a == b for a, b in zip(mc_answers(mc, mc32), mc_answers(mc, mc16)))
-            same_text = sum(a.text == b.text for a, b in zip(gen32, gen16))
+            same_mc = sum(a == b for a, b in zip(mc_answers(mc, mc32), mc_answers(mc, mc16), strict=True))
+            same_text = sum(a.text == b.text for a, b in zip(gen32, gen16, strict=True))
             print(f"  multiple choice: fp32 {len(mc) / mc32_s:.1f} req/s, bf16 {len(mc) / mc16_s:.1f} req/s "
                   f"-> {mc32_s / mc16_s:.2f}x; same answer on {same_mc}/{args.mc_questions} questions; "
-                  f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(mc32, mc16)):.3f}")
+                  f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(mc32, mc16, strict=True)):.3f}")
             print(f"  few-shot generation: fp32 {gen32_s:.1f} s, bf16 {gen16_s:.1f} s -> {gen32_s / gen16_s:.2f}x; "
                   f"identical text {same_text}/{len(gen)}")
             fp32 = backend("float32")
@@ -163,17 +163,17 @@ def main() -> None:
         stock_s, stock = timed(lambda: fp32.generate(gen))
         fp32.model.set_attn_implementation(tb.GQA_SDPA)
         print(f"  transformers sdpa {stock_s:.1f} s, harness {gen32_s:.1f} s -> {stock_s / gen32_s:.2f}x; "
-              f"identical text {sum(a.text == b.text for a, b in zip(stock, gen32))}/{len(gen)}")
+              f"identical text {sum(a.text == b.text for a, b in zip(stock, gen32, strict=True))}/{len(gen)}")
 
         print("\n[3] shared few-shot prefix computed once vs per prompt (float32, few-shot generation)")
         plain_s, plain = timed_without(tb, "PREFIX_MIN_TOKENS", lambda: fp32.generate(gen))
         print(f"  per prompt {plain_s:.1f} s, shared prefix {gen32_s:.1f} s -> {plain_s / gen32_s:.2f}x; "
-              f"identical text {sum(a.text == b.text for a, b in zip(plain, gen32))}/{len(gen)}")
+              f"identical text {sum(a.text == b.text for a, b in zip(plain, gen32, strict=True))}/{len(gen)}")
 
         print("\n[4] multiple choice: the contexts' shared system turn once per call vs per context (float32)")
         plain_s, plain = timed_without(tb, "SCORE_PREFIX_MIN_TOKENS", lambda: fp32.loglikelihood(mc))
         print(f"  per context {len(mc) / plain_s:.1f} req/s, shared {len(mc) / mc32_s:.1f} req/s -> {plain_s / mc32_s:.2f}x; "
-              f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(plain, mc32)):.1e}")
+              f"max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(plain, mc32, strict=True)):.1e}")
         fp32.close()
 
     if "5" in sections:
@@ -194,7 +194,7 @@ def main() -> None:
         dtype = engine.info()["dtype"]
         engine.close()
         print(f"  {dtype}: strided {len(mc) / slow_s:.1f} req/s, contiguous {len(mc) / fast_s:.1f} req/s "
-              f"-> {slow_s / fast_s:.2f}x; max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(slow, fast)):.1e}")
+              f"-> {slow_s / fast_s:.2f}x; max |dlogprob| {max(abs(a.logprob - b.logprob) for a, b in zip(slow, fast, strict=True)):.1e}")
 
     if "6" in sections:
         print("\n[6] greedy generation: the backend's loop (finished rows leave the batch) vs transformers' generate")
@@ -206,7 +206,7 @@ def main() -> None:
         (theirs_s, theirs), (ours_s, ours), dtype = generate_off_then_on(prompts, "greedy_loop")
         print(f"  {dtype}, {len(prompts)} IFEval prompts x 200 tokens, tickets-lora: generate {theirs_s:.1f} s, "
               f"own loop {ours_s:.1f} s -> {theirs_s / ours_s:.2f}x; identical text "
-              f"{sum(a.text == b.text for a, b in zip(theirs, ours))}/{len(prompts)}")
+              f"{sum(a.text == b.text for a, b in zip(theirs, ours, strict=True))}/{len(prompts)}")
 
     if "7" in sections:
         print("\n[7] adapters merged into the base weights vs PEFT's unmerged forward, multiple choice (default dtype)")
@@ -222,15 +222,15 @@ def main() -> None:
             exact = reference.loglikelihood(tuned)
             engine.merge_adapters = False
             engine.loglikelihood(tuned[:16])  # loads the adapter
-            unmerged_s, unmerged = timed(lambda: engine.loglikelihood(tuned))
+            unmerged_s, unmerged = timed(lambda: engine.loglikelihood(tuned))  # noqa: B023 - called at once
             engine.merge_adapters = True
-            merged_s, merged = timed(lambda: engine.loglikelihood(tuned))
+            merged_s, merged = timed(lambda: engine.loglikelihood(tuned))  # noqa: B023 - called at once
 
             def off(results):
-                return sum(abs(a.logprob - b.logprob) for a, b in zip(results, exact)) / len(exact)
+                return sum(abs(a.logprob - b.logprob) for a, b in zip(results, exact, strict=True)) / len(exact)  # noqa: B023
 
             def same(results):
-                return sum(a == b for a, b in zip(mc_answers(mc, results), mc_answers(mc, exact)))
+                return sum(a == b for a, b in zip(mc_answers(mc, results), mc_answers(mc, exact), strict=True))  # noqa: B023
 
             print(f"  {name} ({engine.info()['dtype']}): unmerged {len(mc) / unmerged_s:.1f} req/s, merged "
                   f"{len(mc) / merged_s:.1f} req/s -> {unmerged_s / merged_s:.2f}x; against float32 unmerged: mean "
@@ -248,8 +248,8 @@ def main() -> None:
         reference.close()
         (per_row_s, per_row), (once_s, once), dtype = generate_off_then_on(prompts, "share_prefixes")
         print(f"  {dtype}, {len(prompts)} few-shot ticket prompts x 96 tokens: per row {per_row_s:.1f} s, once "
-              f"{once_s:.1f} s -> {per_row_s / once_s:.2f}x; same text as float32: {sum(a.text == b.text for a, b in zip(per_row, exact))} "
-              f"vs {sum(a.text == b.text for a, b in zip(once, exact))} of {len(prompts)}")
+              f"{once_s:.1f} s -> {per_row_s / once_s:.2f}x; same text as float32: {sum(a.text == b.text for a, b in zip(per_row, exact, strict=True))} "
+              f"vs {sum(a.text == b.text for a, b in zip(once, exact, strict=True))} of {len(prompts)}")
 
     if "9" in sections:
         print("\n[9] scoring: logits reduced 8 rows at a time vs all at once in float32 (default dtype)")
@@ -277,8 +277,8 @@ def main() -> None:
         engine.close()
         print(f"  {dtype}, {len(targets)} positions: all at once {whole_s * 1e3:.1f} ms, 8 rows at a time "
               f"{block_s * 1e3:.1f} ms -> {whole_s / block_s:.2f}x; max |dlogprob| "
-              f"{max(abs(a - b) for a, b in zip(whole_lp, block_lp)):.1e}, same greedy flags "
-              f"{sum(a == b for a, b in zip(whole_hits, block_hits))}/{len(targets)}")
+              f"{max(abs(a - b) for a, b in zip(whole_lp, block_lp, strict=True)):.1e}, same greedy flags "
+              f"{sum(a == b for a, b in zip(whole_hits, block_hits, strict=True))}/{len(targets)}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -37,7 +37,7 @@ def _suite_paths(suites: list[Path]) -> list[Path]:
     return found
 
 
-def _split(values: Optional[str]) -> list[str] | None:
+def _split(values: str | None) -> list[str] | None:
     return [v.strip() for v in values.split(",") if v.strip()] if values else None
 
 
@@ -99,14 +99,14 @@ def _interrupted(run_dir: Path, command: str, how: str) -> None:
 
 @app.command()
 def run(
-    suites: Annotated[Optional[list[Path]], typer.Argument(help="Suite files or folders (default: suites/).")] = None,
-    variants: Annotated[Optional[str], typer.Option("--variants", "-v", help="Comma-separated variants to run.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="At most N cases per suite.")] = None,
+    suites: Annotated[list[Path] | None, typer.Argument(help="Suite files or folders (default: suites/).")] = None,
+    variants: Annotated[str | None, typer.Option("--variants", "-v", help="Comma-separated variants to run.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="At most N cases per suite.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Ignore the suites' own data.limit (and lm_eval.limit): "
                                                       "all of their data (`make demo-full`).")] = False,
     models: ModelsOpt = Path("models.toml"),
     out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("reports/runs"),
-    cache: Annotated[Optional[Path], typer.Option(help="Generation cache file (default: $HARNESS_CACHE_DIR).")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Generation cache file (default: $HARNESS_CACHE_DIR).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     baselines: Annotated[Path, typer.Option(help="Blessed baselines to reuse when they match.")] = Path("reports/baselines"),
     use_baselines: Annotated[bool, typer.Option("--use-baselines/--no-baselines",
@@ -188,7 +188,7 @@ def run(
 @app.command()
 def compare(
     run_dir: Annotated[Path, typer.Argument(help="A run directory printed by `harness run`.")],
-    baseline: Annotated[Optional[str], typer.Option(help="Variant to compare against (default: each suite's).")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Variant to compare against (default: each suite's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     partial: Annotated[bool, typer.Option("--partial", help="Compare a run that did not finish (marked PARTIAL; "
                                                             "the verdict is then NO-GO).")] = False,
@@ -232,7 +232,7 @@ def compare(
 @app.command("report")
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory printed by `harness run`.")],
-    baseline: Annotated[Optional[str], typer.Option(help="Variant to compare against (default: each suite's).")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Variant to compare against (default: each suite's).")] = None,
     partial: Annotated[bool, typer.Option("--partial", help="Report a run that did not finish (every page says "
                                                             "PARTIAL; the verdict is NO-GO).")] = False,
 ) -> None:
@@ -256,7 +256,7 @@ def report_command(
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory printed by `harness run`.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="parquet or csv.")] = "parquet",
-    out: Annotated[Optional[Path], typer.Option(help="Output file (default: RUN_DIR/cases.<format>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output file (default: RUN_DIR/cases.<format>).")] = None,
 ) -> None:
     """Write the per-case table (one row per record, a score_<axis> column per axis) for pandas."""
     from harness.report import export_cases
@@ -405,15 +405,15 @@ def plan(
 
 @app.command("lint-data")
 def lint_data(
-    files: Annotated[Optional[list[Path]], typer.Argument(help="Chat JSONL files to lint (fine-tuning data).")] = None,
-    suite: Annotated[Optional[Path], typer.Option("--suite", "-s", help="Also lint this suite's data: field map, "
+    files: Annotated[list[Path] | None, typer.Argument(help="Chat JSONL files to lint (fine-tuning data).")] = None,
+    suite: Annotated[Path | None, typer.Option("--suite", "-s", help="Also lint this suite's data: field map, "
                      "train/holdout split, few-shot pool, format checks.")] = None,
-    train: Annotated[Optional[list[Path]], typer.Option(help="Training file(s) checked for leakage (default: FILES).")] = None,
-    holdout: Annotated[Optional[list[Path]], typer.Option(help="Holdout / evaluation file(s) checked for leakage.")] = None,
+    train: Annotated[list[Path] | None, typer.Option(help="Training file(s) checked for leakage (default: FILES).")] = None,
+    holdout: Annotated[list[Path] | None, typer.Option(help="Holdout / evaluation file(s) checked for leakage.")] = None,
     models: ModelsOpt = Path("models.toml"),
     tokens: Annotated[bool, typer.Option("--tokens", help="Lengths in tokens of the suite's model (default: words).")] = False,
-    tokenizer: Annotated[Optional[str], typer.Option(help="Model whose tokenizer counts lengths (implies --tokens).")] = None,
-    settings: Annotated[Optional[list[str]], typer.Option("--set", help="Threshold key=value, repeatable, e.g. "
+    tokenizer: Annotated[str | None, typer.Option(help="Model whose tokenizer counts lengths (implies --tokens).")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="Threshold key=value, repeatable, e.g. "
                         "--set contradictions=warning --set max_duplicate_rate=0.05.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -452,7 +452,7 @@ def lint_data(
 @app.command("bless")
 def bless_command(
     run_dir: Annotated[Path, typer.Argument(help="A complete run directory.")],
-    variants: Annotated[Optional[str], typer.Option(help="Comma-separated variants (default: each suite's baseline).")] = None,
+    variants: Annotated[str | None, typer.Option(help="Comma-separated variants (default: each suite's baseline).")] = None,
     baselines: Annotated[Path, typer.Option(help="Where blessed baselines live.")] = Path("reports/baselines"),
 ) -> None:
     """Store a run's records for some variants as blessed baselines that later runs reuse."""

@@ -153,7 +153,7 @@ def _validate_table(path: Path, text: str, table: str, values: dict[str, Any]) -
     if fewshot < 0:
         raise fail("fewshot", "must be 0 or more.")
     generation = typed("generation", dict, {})
-    for key, value in generation.items():
+    for key, _value in generation.items():
         if key not in GENERATION_KEYS:
             raise fail("generation", f"unknown generation setting '{key}'.", did_you_mean(key, GENERATION_KEYS))
     validate_generation(generation, lambda key, msg: fail("generation", f"{key}: {msg}"))

@@ -18,8 +18,6 @@ from typing import Any
 
 from harness import __version__
 from harness._files import sha256_dir, sha256_file, sha256_text
-from harness.lint import holdout_overlap
-from harness.baselines import load_blessed, suite_data_key, variant_key
 from harness.backends import (
     Adapter,
     Backend,
@@ -31,10 +29,12 @@ from harness.backends import (
     implementation_info,
     resolve_backend_name,
 )
+from harness.baselines import load_blessed, suite_data_key, variant_key
 from harness.cache import GenerationCache, exclusive, lock_dir, lock_name, request_key
 from harness.config import GenerationSettings, ModelsConfig, Variant
 from harness.data import Case, select_fewshot
 from harness.errors import AdapterError, ConfigError, DataError, HarnessError, did_you_mean
+from harness.lint import holdout_overlap
 from harness.models import model_fingerprint
 from harness.prompts import build_messages
 from harness.records import RunWriter, new_run_id
@@ -350,7 +350,7 @@ class Runner:
                 rest = {key: value for key, value in zip(chunk, results, strict=True) if key not in committed}
                 if rest:
                     self.cache.put_many(rest)
-                for key, result in zip(chunk, results):
+                for key, result in zip(chunk, results, strict=True):
                     for i in missing[key]:
                         values[i] = result
                     tick(len(missing[key]))
@@ -366,10 +366,10 @@ class Runner:
             with_adapter = [LoglikelihoodRequest(context=c, continuation=x, adapter=adapter) for c, x in ADAPTER_PROBES]
             base, _ = self._through_cache(spec, probes, "loglikelihood", lambda n: None)
             tuned, tuned_cached = self._through_cache(spec, with_adapter, "loglikelihood", lambda n: None)
-            deltas = [abs(a["logprob"] - b["logprob"]) for a, b in zip(base, tuned)]
+            deltas = [abs(a["logprob"] - b["logprob"]) for a, b in zip(base, tuned, strict=True)]
             if not all(tuned_cached) and spec in self.pool.backends:  # the adapter was just loaded: base intact?
                 again = self.pool.backends[spec].loglikelihood(probes)
-                drift = max(abs(x.logprob - b["logprob"]) for x, b in zip(again, base))
+                drift = max(abs(x.logprob - b["logprob"]) for x, b in zip(again, base, strict=True))
                 if drift > ADAPTER_BASE_DRIFT_TOLERANCE:
                     raise AdapterError(
                         f"loading adapter {adapter.path} changed the base model itself (probe log-likelihoods with "
@@ -382,7 +382,7 @@ class Runner:
             tuned_requests = [GenerateRequest.chat(r.chat_messages, max_tokens=24, adapter=adapter) for r in probes]
             base, _ = self._through_cache(spec, probes, "generate", lambda n: None)
             tuned, _ = self._through_cache(spec, tuned_requests, "generate", lambda n: None)
-            deltas = [float(a["text"] != b["text"]) for a, b in zip(base, tuned)]
+            deltas = [float(a["text"] != b["text"]) for a, b in zip(base, tuned, strict=True)]
         if max(deltas) <= ADAPTER_PROBE_TOLERANCE:
             raise AdapterError(
                 f"adapter had no effect: {adapter.path} leaves the base model's outputs unchanged on every probe "
@@ -469,7 +469,7 @@ class Runner:
                 if NEEDS_CHOICES in needs:
                     requests, owners = [], []
                     context_of = {}
-                    for i, (case, prompt) in enumerate(zip(cases, prompts)):
+                    for i, (case, prompt) in enumerate(zip(cases, prompts, strict=True)):
                         if not case.choices:
                             continue
                         context = tuple(tuple(sorted(m.items())) for m in prompt)
@@ -478,7 +478,7 @@ class Runner:
                             requests.append(LoglikelihoodRequest(context=context, continuation=choice, adapter=adapter))
                             owners.append(i)
                     values, flags = self._through_cache(spec, requests, "loglikelihood", tick)
-                    for i, value, flag in zip(owners, values, flags):
+                    for i, value, flag in zip(owners, values, flags, strict=True):
                         choice_values[i] = (choice_values[i] or []) + [value]
                         cached[i] = cached[i] and flag
 
@@ -581,7 +581,7 @@ class Runner:
             with progress.task(f"{label} (judge: {judge.name})", len(requests)) as tick:
                 values, _ = self._through_cache(spec, requests, "generate", tick)
             replies[j] = [None] * len(cases)
-            for i, value in zip(owners, values):
+            for i, value in zip(owners, values, strict=True):
                 replies[j][i] = value["text"]
         return replies
 

@@ -91,14 +91,14 @@ def test_shared_context_scoring_matches_full_sequences(backend):
     requests += [LoglikelihoodRequest(context="Two plus two is", continuation=" four.")]
     shared = backend.loglikelihood(requests)
     alone = [backend.loglikelihood([r])[0] for r in requests]
-    for r, a, b in zip(requests, shared, alone):
+    for r, a, b in zip(requests, shared, alone, strict=True):
         assert abs(a.logprob - b.logprob) < 1e-3, (r, a, b)
         assert a.is_greedy == b.is_greedy, (r, a, b)
     assert shared[-2].logprob == 0.0 and shared[-2].is_greedy  # empty continuation
     # Against the textbook computation: log-softmax over the model's full logits, argmax per position.
     import torch
 
-    for r, got in zip(requests, shared):
+    for r, got in zip(requests, shared, strict=True):
         ctx, cont = backend._encode_pair(r)
         if not cont:
             continue
@@ -115,7 +115,7 @@ def test_shared_context_scoring_matches_full_sequences(backend):
         full = backend.loglikelihood(requests)
     finally:
         del backend._head_of
-    for a, b in zip(shared, full):
+    for a, b in zip(shared, full, strict=True):
         assert abs(a.logprob - b.logprob) < 1e-3 and a.is_greedy == b.is_greedy
 
 
@@ -415,8 +415,8 @@ def test_merged_adapters_score_as_unmerged_and_the_base_comes_back_bit_for_bit(t
     finally:
         backend.merge_adapters = True
     for name in unmerged:
-        assert all(abs(m.logprob - u.logprob) < 1e-3 for m, u in zip(merged[name], unmerged[name]))
-        assert all(abs(m.logprob - b.logprob) > 1e-3 for m, b in zip(merged[name], base))  # the adapter acts
+        assert all(abs(m.logprob - u.logprob) < 1e-3 for m, u in zip(merged[name], unmerged[name], strict=True))
+        assert all(abs(m.logprob - b.logprob) > 1e-3 for m, b in zip(merged[name], base, strict=True))  # the adapter acts
     assert [m.logprob for m in merged["a"]] != [m.logprob for m in merged["b"]]
 
     # An adapter PEFT cannot merge (here it fails half-way) runs unmerged, with a warning, and always so:
@@ -442,7 +442,7 @@ def test_merged_adapters_score_as_unmerged_and_the_base_comes_back_bit_for_bit(t
     finally:
         del backend.model.merge_adapter
     assert backend._merged is None and backend.merge_adapters
-    assert all(abs(s.logprob - b.logprob) > 1e-3 for s, b in zip(scored, base))
+    assert all(abs(s.logprob - b.logprob) > 1e-3 for s, b in zip(scored, base, strict=True))
     assert backend.loglikelihood(requests) == base
     assert [s.logprob for s in backend.loglikelihood(fresh_requests)] == [s.logprob for s in scored]
     assert backend._merged is None  # still unmerged
@@ -456,7 +456,7 @@ def test_merged_adapters_score_as_unmerged_and_the_base_comes_back_bit_for_bit(t
                    sha256_dir(tmp_path / "head"))
     with pytest.warns(UserWarning, match="the input and output layers share"):
         on_head = backend.loglikelihood([dataclasses.replace(r, adapter=head) for r in requests])
-    assert backend._merged is None and all(abs(h.logprob - b.logprob) > 1e-3 for h, b in zip(on_head, base))
+    assert backend._merged is None and all(abs(h.logprob - b.logprob) > 1e-3 for h, b in zip(on_head, base, strict=True))
     assert backend.loglikelihood(requests) == base
 
 

@@ -1,4 +1,3 @@
-import json
 import os
 import signal
 import sqlite3
@@ -176,12 +175,12 @@ def test_cli_full_drops_the_suites_data_limit(project):
 
 def test_kill_minus_nine_then_resume_generates_nothing_twice(project):
     write_jsonl(project / "suites" / "data" / "arith.jsonl", chat_rows(120))
-    log1, log2 = project / "gen1.log", project / "gen2.log"
+    log1, _log2 = project / "gen1.log", project / "gen2.log"
     models = (project / "models.toml").read_text()
     cache = project / "cache.sqlite"
 
     def configure(log):
-        (project / "models.toml").write_text(models + f'\n[variants.slow]\nfake = {{responder = "arith", delay = 0.05}}\n')
+        (project / "models.toml").write_text(models + '\n[variants.slow]\nfake = {responder = "arith", delay = 0.05}\n')
         set_suite(project, ["slow"], ["slow.accuracy >= 0.9"])
         return log
 

@@ -209,7 +209,7 @@ class Backend(ABC):
         """Versions and device facts for the run manifest."""
         return {"backend": self.name}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing to free
         """Free the engine."""
 
 

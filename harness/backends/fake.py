@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Backend, EngineSpec, Generation, GenerateRequest, Loglikelihood, LoglikelihoodRequest
+from harness.backends.base import Backend, EngineSpec, GenerateRequest, Generation, Loglikelihood, LoglikelihoodRequest
 from harness.errors import BackendError
 
 IMPLEMENTATION = "fake/1"

@@ -26,8 +26,8 @@ from harness.backends.base import (
     Adapter,
     Backend,
     EngineSpec,
-    Generation,
     GenerateRequest,
+    Generation,
     Loglikelihood,
     LoglikelihoodRequest,
     encode_pair,
@@ -370,9 +370,9 @@ class TransformersBackend(Backend):
         super().__init__(spec)
         try:
             import torch
-            import transformers
+            import transformers  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise BackendError(f"the transformers backend needs torch and transformers ({exc}). Run `make install`.")
+            raise BackendError(f"the transformers backend needs torch and transformers ({exc}). Run `make install`.") from exc
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -401,11 +401,10 @@ class TransformersBackend(Backend):
             kwargs["attn_implementation"] = engine["attn_implementation"]
         if spec.quantization == "nf4":
             try:
-                from transformers import BitsAndBytesConfig
-
                 import bitsandbytes  # noqa: F401
+                from transformers import BitsAndBytesConfig
             except ImportError as exc:
-                raise BackendError(f"quantization = 'nf4' needs bitsandbytes ({exc}). Run `make install`.")
+                raise BackendError(f"quantization = 'nf4' needs bitsandbytes ({exc}). Run `make install`.") from exc
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
             )
@@ -702,7 +701,7 @@ class TransformersBackend(Backend):
                         [ids[i] for i in batch], prefix_cache, max_tokens, temperature, top_p, seed, stop,
                         on_rows=early if self._on_batch is not None else None,
                     )
-                    for i, generation in zip(batch, generations):
+                    for i, generation in zip(batch, generations, strict=True):
                         results[i] = generation
                     rest = [j for j in range(len(batch)) if j not in emitted]
                     self._batch_done([batch[j] for j in rest], [generations[j] for j in rest])
@@ -839,7 +838,7 @@ class TransformersBackend(Backend):
                 if step == 0:
                     _check_prefix_reads(cache)
                 chosen = out.logits[:, -1].max(-1).indices  # the first maximum, as argmax (bf16 -> float32 is exact)
-                for row, token in zip(rows, chosen.tolist()):
+                for row, token in zip(rows, chosen.tolist(), strict=True):
                     if not ended[row]:
                         tokens[row].append(token)
                         ended[row] = token in eos
@@ -857,7 +856,7 @@ class TransformersBackend(Backend):
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
                 inputs = {"input_ids": chosen[:, None], "position_ids": next_position[:, None]}
                 next_position = next_position + 1
-        return [self._generation(row, done) for row, done in zip(tokens, ended)]
+        return [self._generation(row, done) for row, done in zip(tokens, ended, strict=True)]
 
     def _generation(self, row: list[int], done: bool) -> Generation:
         text = self.tokenizer.decode(row[:-1] if done else row, skip_special_tokens=True)
@@ -997,7 +996,7 @@ class TransformersBackend(Backend):
                                      position_ids=tail_positions, past_key_values=cache, use_cache=True)
             token_logprobs, hits = self._target_logprobs(logits, targets[real])
             at = 0
-            for (g, i), cont in zip(batch, conts):
+            for (g, i), cont in zip(batch, conts, strict=True):
                 n = len(cont) - 1
                 total = first_logprobs[g, cont[0]].item() + sum(token_logprobs[at : at + n])
                 greedy = first_greedy[g] == cont[0] and all(hits[at : at + n])
