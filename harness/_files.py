@@ -44,6 +44,28 @@ def _walk_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> No
             _walk_lines(item, path + (i,), lines)
 
 
+def _duplicate_key(node: yaml.Node) -> tuple[str, int, int] | None:
+    """The first mapping key written twice (key, first line, second line): YAML keeps the last silently,
+    which would drop a suite's first `gates:` list or scorer without a word."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if isinstance(key_node, yaml.ScalarNode) and key != "<<":
+                if key in seen:
+                    return str(key), seen[key], key_node.start_mark.line + 1
+                seen[key] = key_node.start_mark.line + 1
+            found = _duplicate_key(value_node)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate_key(item)
+            if found:
+                return found
+    return None
+
+
 def read_text_utf8(path: Path, error=ConfigError, *, bom: bool = False) -> str:
     """A user file's text; not UTF-8 -> `error` naming the file, the line of the first bad byte and the fix."""
     raw = path.read_bytes()
@@ -93,6 +115,11 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
                           hint="Check the brackets, quotes and indentation there.") from None
     lines: dict[KeyPath, int] = {}
     if node is not None:
+        duplicate = _duplicate_key(node)
+        if duplicate:
+            key, first, second = duplicate
+            raise ConfigError(f"key '{key}' is written twice (lines {first} and {second}); YAML would keep only "
+                              "the second.", file=path, line=second, hint="Merge the two into one key.")
         _walk_lines(node, (), lines)
     return data, lines
 
@@ -100,7 +127,7 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
 def load_toml(path: Path) -> tuple[dict[str, Any], str]:
     """Parse a TOML file; return the data and its text (for locating keys in errors)."""
     try:
-        text = read_text_utf8(path)
+        text = read_text_utf8(path, bom=True)  # a byte-order mark from a Windows editor is not an error
     except FileNotFoundError:
         raise ConfigError("file not found.", file=path, hint="Create it or pass --models PATH.") from None
     except IsADirectoryError:

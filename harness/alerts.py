@@ -31,7 +31,9 @@ class AlertOutcome:
 
 
 def is_forgetting(result: GateResult) -> bool:
-    return result.kind == "non-inferiority" and result.axis in RETENTION_AXES and result.verdict == FAIL
+    # retention is higher-is-better: only a gate guarding against a drop (A >= B - m) can report forgetting
+    return (result.kind == "non-inferiority" and result.axis in RETENTION_AXES and result.verdict == FAIL
+            and result.op in (">=", ">"))
 
 
 def _fell(records: list[dict[str, Any]], result: GateResult) -> list[dict[str, Any]]:

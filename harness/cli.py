@@ -137,6 +137,9 @@ def run(
     try:
         config = load_models(models)
         wanted = _split(variants)
+        if variants is not None and not wanted:
+            raise HarnessError(f"--variants {variants!r} names no variant: nothing would run, so no verdict. "
+                               "Pass comma-separated variant names (harness models lists them).")
         if wanted:
             for name in wanted:
                 config.get(name)

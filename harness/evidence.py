@@ -31,6 +31,8 @@ def evidence_problems(records: list[dict[str, Any]], manifest: dict[str, Any]) -
             problems.append(f"suite '{name}' ran no variant (--variants matched none of its variants)")
         elif not counts.get(name):
             problems.append(f"suite '{name}' scored no case")
+    for error in manifest.get("errors") or []:  # a variant that failed is missing evidence, gated or not
+        problems.append(f"{error.get('suite')} / {error.get('variant')} failed: {error.get('error')}")
     return problems
 
 

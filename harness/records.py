@@ -78,4 +78,8 @@ def load_run(run_dir: Path | str) -> Run:
                     records.append(json.loads(line))
                 except ValueError:
                     raise HarnessError(f"{records_path}:{number} is not valid JSON (a truncated run?).") from None
+    expected = (manifest.get("counts") or {}).get("records")
+    if manifest.get("status") == "complete" and isinstance(expected, int) and expected != len(records):
+        raise HarnessError(f"{records_path} has {len(records)} records but the run's manifest says it wrote {expected}: "
+                           "the file was cut or edited, so no verdict can be computed from it. Re-run the suites.")
     return Run(path=path, records=records, manifest=manifest)

@@ -238,6 +238,12 @@ def match_recorded(recorded: RecordedOutputs, variant: Variant, suite: Suite, al
     prompts = {c.last_user for c in all_cases}
     extra_ids = [i for i in recorded.by_id if i not in ids]
     extra_prompts = [p for p in recorded.by_prompt if p not in prompts]
+    both = [c for c in all_cases if c.id in recorded.by_id and c.last_user in recorded.by_prompt]
+    if both:  # one case given twice, once by id and once by prompt: which output counts would be a guess
+        c = both[0]
+        raise DataError(f"case '{c.id}' has two recorded outputs: by case_id (line {recorded.id_lines[c.id]}) and by "
+                        f"prompt (line {recorded.prompt_lines[c.last_user]}).", file=recorded.path,
+                        line=recorded.prompt_lines[c.last_user], hint="Keep one output per case.")
     missing = [c.id for c in cases if c.id not in recorded.by_id and c.last_user not in recorded.by_prompt]
     report = {
         "file": str(recorded.path),
@@ -652,6 +658,13 @@ def preflight(suites: list[Suite], models: ModelsConfig, options: RunOptions) ->
     file read and matched to its suite's cases. The first problem raises a HarnessError naming the
     file and line or key. lm-eval suites are checked by harness/lmeval.py.
     """
+    named: dict[str, Suite] = {}
+    for suite in suites:  # records, gates and the manifest are keyed by name: two files, one name, one survives
+        if suite.name in named:
+            raise ConfigError(f"two suite files are named '{suite.name}' (also {named[suite.name].path}); the run "
+                              "would keep only one file's gates.", **suite.where("suite"),
+                              hint="Give each suite file its own `suite:` name.")
+        named[suite.name] = suite
     for suite in suites:
         if suite.lm_eval is not None:
             continue

@@ -61,6 +61,7 @@ class SharedEngine:
             generate = staticmethod(outer.backend.generate)
             loglikelihood = staticmethod(outer.backend.loglikelihood)
             info = staticmethod(outer.backend.info)
+            streaming = staticmethod(outer.backend.streaming)
 
             def close(self) -> None:
                 pass

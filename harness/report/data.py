@@ -9,13 +9,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness.alerts import RETENTION_AXES
 from harness.records import Run
 
 SCHEMA = "harness.report/1"
 MAX_FLIPS = 50
 """Flipped cases kept per comparison and direction (regressed / improved); the rest are counted."""
 
-RETENTION_AXES = ("retention",)
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -391,7 +391,7 @@ def _alerts(run: Run, gates) -> list[dict[str, Any]]:
     alerted = {(e["alert"].get("suite"), e["alert"].get("variant"), e["alert"].get("gate")) for e in out if "alert" in e}
     for g in gates:
         if (g["kind"] == "non-inferiority" and g.get("axis") in RETENTION_AXES and g["verdict"] == "FAIL"
-                and (g["suite"], g["variant"], g["gate"]) not in alerted):
+                and g.get("op") in (">=", ">") and (g["suite"], g["variant"], g["gate"]) not in alerted):
             out.append({"path": None, "found": False, "gate_only": True,
                         "alert": {"suite": g["suite"], "variant": g["variant"], "baseline": g.get("baseline"),
                                   "axis": g["axis"], "gate": g["gate"], "diff": g.get("diff"),

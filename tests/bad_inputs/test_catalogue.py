@@ -245,6 +245,16 @@ CASES = [
     Bad("cache-truncated-sqlite", "cache", _cache(b"SQLite format 3\x00" + b"\x00" * 40), ["gen.sqlite", "cache"]),
     Bad("cache-other-sqlite", "cache", _cache(sqlite_other=True), ["gen.sqlite", "generations"]),
     Bad("cache-is-directory", "cache", _cache(directory=True), ["gen.sqlite", "directory"]),
+    # ------------------------------------------------------------------ found by a new user's review
+    Bad("yaml-key-twice", "suite", lambda r: edit(r, "suites/s.yaml", "gates:\n", "gates:\n  - base.format >= 0.0\ngates:\n"),
+        ["s.yaml:10", "'gates'", "lines 8 and 10"]),
+    Bad("suite-name-twice", "suite", lambda r: put(r, "suites/t.yaml", (r / "suites" / "s.yaml").read_text()),
+        ["t.yaml:1", "s.yaml", "'s'"]),
+    Bad("variants-blank", "cli", lambda r: None, ["--variants"], extra_args=["--variants", " , "]),
+    Bad("outputs-by-id-and-prompt", "outputs",
+        lambda r: (r / "outputs.jsonl").write_text((r / "outputs.jsonl").read_text()
+                                                   + json.dumps({"prompt": "What is 0 + 0?", "output": "1"}) + "\n"),
+        ["outputs.jsonl:5", "'q0'", "line 1"]),
 ]
 
 

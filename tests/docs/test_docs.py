@@ -36,3 +36,20 @@ def test_the_cli_reference_is_current():
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "make_cli_reference.py"), "--check"],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_readme_example_is_the_files_it_names():
+    """The README's small example shows docs/example/ verbatim (the output it quotes came from those files)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name in ("models.toml", "suites/tickets-quick.yaml"):
+        text = (REPO / "docs" / "example" / name).read_text(encoding="utf-8").rstrip()
+        assert text in readme, f"README's example differs from docs/example/{name}"
+
+
+def test_the_example_loads():
+    from harness.config import load_models
+    from harness.suite import load_suite
+
+    models = load_models(REPO / "docs" / "example" / "models.toml")
+    suite = load_suite(REPO / "docs" / "example" / "suites" / "tickets-quick.yaml", known_variants=set(models.variants))
+    assert suite.variants == ["base", "tickets-lora"] and len(suite.gates) == 2
