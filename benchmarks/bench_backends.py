@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the checkout's harness, and tests.test_model_integration.make_adapter
+sys.path.insert(0, str(REPO))  # the checkout's harness, and tests.backends.test_model_integration.make_adapter
 DATA = REPO.parent / "shared" / "data" / "external"
 MODEL = "smollm2-135m-instruct"
 
@@ -88,8 +88,8 @@ class _Shared:
 
 def through_runner(spec, backend, requests, kind: str, workdir: Path) -> list[dict]:
     """The harness's own model-call path: cache lookup, chunks of batch_size * 2, cache writes."""
-    from harness.cache import GenerationCache
-    from harness.runner import BackendPool, Runner
+    from harness.engine.cache import GenerationCache
+    from harness.engine.runner import BackendPool, Runner
 
     cache = GenerationCache(Path(tempfile.mkdtemp(dir=workdir)) / "c.sqlite")
     runner = Runner(None, cache=cache, pool=BackendPool(factory=_Shared(backend)))  # type: ignore[arg-type]
@@ -207,17 +207,17 @@ def bench_mc(args, vspec, vbackend, tspec, tbackend, workdir: Path):
 
 
 def make_adapters(workdir: Path) -> list[Path]:
-    from tests.test_model_integration import make_adapter
+    from tests.backends.test_model_integration import make_adapter
 
     return [make_adapter(workdir / "lora-a", zero=False, seed=1), make_adapter(workdir / "lora-b", zero=False, seed=2,
                                                                              rank=16)]
 
 
 def bench_adapters(vbackend, workdir: Path, adapters: list[Path]) -> None:
-    from harness.cache import GenerationCache
-    from harness.config import load_models
-    from harness.runner import BackendPool, RunOptions, run_suites
-    from harness.suite import load_suite
+    from harness.config.suite import load_suite
+    from harness.config.variants import load_models
+    from harness.engine.cache import GenerationCache
+    from harness.engine.runner import BackendPool, RunOptions, run_suites
     print("\n[4] base + 2 LoRA adapters (ranks 8, 16) through run_suites on the vllm backend")
     one, two = adapters
     (workdir / "models.toml").write_text(

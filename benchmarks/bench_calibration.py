@@ -5,7 +5,7 @@ interval the gates print, each against its nominal level with its Monte-Carlo st
     PYTHONPATH=. python benchmarks/bench_calibration.py              # the table in docs/statistics.md
     PYTHONPATH=. python benchmarks/bench_calibration.py --quick      # a smoke run (few repetitions)
 
-Every verdict comes from the real gate code (`harness.gates.evaluate_paired` / `evaluate_threshold` and
+Every verdict comes from the real gate code (`harness.analysis.gates.evaluate_paired` / `evaluate_threshold` and
 `decide`, or `evaluate_run` for the 12-gate family), on data drawn with the stated truth:
   * pass/fail paired scores: discordance 0.2 (20% of cases differ), true A - B = delta;
   * continuous paired scores: B ~ Beta(2, 2), A = B + delta + N(0, 0.15) noise;
@@ -25,8 +25,8 @@ from collections import Counter
 
 import numpy as np
 
-from harness import stats
-from harness.gates import (
+from harness.analysis import stats
+from harness.analysis.gates import (
     FAIL,
     INCONCLUSIVE,
     PASS,

@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from harness.compare import compare_run
-from harness.gates import evaluate_run
-from harness.records import Run
+from harness.analysis.compare import compare_run
+from harness.analysis.gates import evaluate_run
+from harness.engine.records import Run
 
 VARIANTS, AXES, N = ["base", "fewshot", "lora", "qlora", "aggr"], ["format", "accuracy", "hallucination", "retention"], 1000
 

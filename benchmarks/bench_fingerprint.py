@@ -5,7 +5,7 @@ Usage (from the repository root)::
     PYTHONPATH=. .venv/bin/python benchmarks/bench_fingerprint.py [--mb 500] [--dir /tmp]
 
 Writes a model directory with a config.json and one random weight file of `--mb` megabytes to a temp
-directory (under `--dir`), then times `harness.models.model_fingerprint` on it:
+directory (under `--dir`), then times `harness.backends.identity.model_fingerprint` on it:
   1. first hash: every byte read and hashed (sha256), the result memoised in the cache dir's hashes.json
   2. memoised: the same call again (a stat and a memo lookup)
   3. after an in-place rewrite of 4 KB in the middle (same size): the whole file is hashed again
@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-fingerprint-", dir=args.dir))
     os.environ["HARNESS_CACHE_DIR"] = str(root / "cache")
-    from harness.models import model_fingerprint
+    from harness.backends.identity import model_fingerprint
 
     try:
         model = root / "model"

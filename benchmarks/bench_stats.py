@@ -1,4 +1,4 @@
-"""Timing benchmark for harness.stats (not a test; prints wall-clock timings).
+"""Timing benchmark for harness.analysis.stats (not a test; prints wall-clock timings).
 
 Usage (from the repository root)::
 
@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 
 try:
-    from harness import stats
+    from harness.analysis import stats
 except ImportError:  # running from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from harness import stats
-
+    from harness.analysis import stats
 N_CASES = 10_000
 N_RESAMPLES = 10_000
 

@@ -43,7 +43,7 @@ MODEL = "smollm2-135m-instruct"
 
 def mc_requests(n: int):
     from harness.backends import LoglikelihoodRequest
-    from harness.suite import load_suite
+    from harness.config.suite import load_suite
 
     requests, seen = [], set()
     for case in load_suite(REPO / "suites" / "truthfulness.yaml").cases[:n]:
@@ -57,9 +57,9 @@ def mc_requests(n: int):
 
 def fewshot_requests(n: int):
     from harness.backends import GenerateRequest
-    from harness.data import select_fewshot
-    from harness.prompts import build_messages
-    from harness.suite import load_suite
+    from harness.config.suite import load_suite
+    from harness.engine.prompts import build_messages
+    from harness.sources.native import select_fewshot
 
     suite = load_suite(REPO / "suites" / "tickets.yaml")
     cases, pool = suite.splits
@@ -121,10 +121,10 @@ def main() -> None:
     parser.add_argument("--sections", default="1,2,3,4,5,6,7,8,9", help="comma-separated sections to run")
     args = parser.parse_args()
 
-    import harness.backends.transformers as tb
-    from harness._files import sha256_dir
+    import harness.backends.transformers.backend as tb
     from harness.backends import Adapter, EngineSpec, GenerateRequest, create_backend
-    from harness.suite import load_suite
+    from harness.config.files import sha256_dir
+    from harness.config.suite import load_suite
 
     mc = mc_requests(args.mc_questions)
     gen = fewshot_requests(args.fewshot)

@@ -42,7 +42,7 @@ def _split(values: str | None) -> list[str] | None:
 
 
 def _alerts(gates, records, manifest, alerts_dir: Path, webhook: str | None) -> list[str]:
-    from harness.alerts import raise_alerts
+    from harness.analysis.alerts import raise_alerts
 
     outcomes = raise_alerts(gates, records, manifest, alerts_dir=alerts_dir, webhook=webhook)
     for o in outcomes:
@@ -56,9 +56,9 @@ def _alerts(gates, records, manifest, alerts_dir: Path, webhook: str | None) -> 
 
 def print_gates(results, echo=typer.echo, *, records=None, manifest=None, partial: bool = False) -> str:
     """Print every gate and the overall verdict; with the run's records and manifest, GO also needs
-    evidence (harness/evidence.py): no suites, no variants, no cases or an unfinished run is NO-GO."""
-    from harness.evidence import run_verdict
-    from harness.gates import overall
+    evidence (harness/analysis/evidence.py): no suites, no variants, no cases or an unfinished run is NO-GO."""
+    from harness.analysis.evidence import run_verdict
+    from harness.analysis.gates import overall
 
     colors = {"PASS": typer.colors.GREEN, "FAIL": typer.colors.RED, "INCONCLUSIVE": typer.colors.YELLOW,
               "ERROR": typer.colors.RED, "NOT EVALUATED": typer.colors.RED}
@@ -118,12 +118,12 @@ def run(
     import shlex
     import signal
 
-    from harness.cache import GenerationCache
-    from harness.config import load_models
-    from harness.gates import evaluate_run
-    from harness.records import RunWriter, new_run_id
-    from harness.runner import RunOptions, preflight, run_suites
-    from harness.suite import load_suite
+    from harness.analysis.gates import evaluate_run
+    from harness.config.suite import load_suite
+    from harness.config.variants import load_models
+    from harness.engine.cache import GenerationCache
+    from harness.engine.records import RunWriter, new_run_id
+    from harness.engine.runner import RunOptions, preflight, run_suites
 
     run_id = new_run_id()
     command = shlex.join(["harness", *sys.argv[1:]])
@@ -200,10 +200,10 @@ def compare(
     A run that did not finish is refused (exit 2) unless --partial."""
     import json
 
-    from harness.compare import compare_run, format_table
-    from harness.evidence import run_verdict, unfinished_message
-    from harness.gates import evaluate_run
-    from harness.records import load_run
+    from harness.analysis.compare import compare_run, format_table
+    from harness.analysis.evidence import run_verdict, unfinished_message
+    from harness.analysis.gates import evaluate_run
+    from harness.engine.records import load_run
 
     try:
         run_data = load_run(run_dir)
@@ -274,8 +274,7 @@ def export_command(
 def _plan_one(kind: str, *, effect: float | None, discordance: float | None, sd: float | None, margin: float,
               threshold: float | None, rate: float | None, alpha: float, power: float, two_sided: bool) -> tuple[int | None, str]:
     """(cases needed, what was assumed) for one gate kind; ValueError on inconsistent inputs."""
-    from harness import stats
-
+    from harness.analysis import stats
     if kind == "threshold":
         if threshold is None or rate is None:
             raise ValueError("a threshold plan needs --threshold (the gate's number) and --rate (the true rate)")
@@ -305,8 +304,8 @@ def _plan_from_run(run_dir: Path, alpha: float | None, power: float, effect: flo
     """One line per gate of an earlier run: the cases it needs, from its observed discordance / SD / rate."""
     import statistics
 
-    from harness.gates import DEFAULT_MIN_EFFECT, parse_gate
-    from harness.records import load_run
+    from harness.analysis.gates import DEFAULT_MIN_EFFECT, parse_gate
+    from harness.engine.records import load_run
 
     run = load_run(run_dir)
     lines = []
@@ -422,8 +421,8 @@ def lint_data(
 ) -> None:
     """Lint training data and holdouts: structure, duplicates, leakage, contradictions, format, lengths.
     Exit 0 clean (warnings allowed), 1 error-level findings, 2 bad input."""
-    from harness.lint import LintThresholds, lint_files
-    from harness.suite import load_suite
+    from harness.config.suite import load_suite
+    from harness.lint.checks import LintThresholds, lint_files
 
     try:
         thresholds = LintThresholds.parse(settings or [])
@@ -433,7 +432,7 @@ def lint_data(
         fewshot: list[int] = []
         name = tokenizer
         if loaded is not None and models.is_file():
-            from harness.config import load_models
+            from harness.config.variants import load_models
 
             config = load_models(models)
             variants = [config.variants[v] for v in loaded.variants if v in config.variants]
@@ -441,7 +440,7 @@ def lint_data(
             if tokens and name is None and variants:
                 name = variants[0].model
         if tokens and name is None:
-            from harness.models import BUILTIN_ALIAS
+            from harness.backends.identity import BUILTIN_ALIAS
 
             name = BUILTIN_ALIAS
         report = lint_files(files or [], suite=loaded, train=train or [], holdout=holdout or [],
@@ -459,7 +458,7 @@ def bless_command(
     baselines: Annotated[Path, typer.Option(help="Where blessed baselines live.")] = Path("reports/baselines"),
 ) -> None:
     """Store a run's records for some variants as blessed baselines that later runs reuse."""
-    from harness.baselines import bless
+    from harness.analysis.baselines import bless
 
     try:
         stored = bless(run_dir, _split(variants), baselines)
@@ -475,7 +474,7 @@ def list_alerts_command(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """List recent catastrophic-forgetting alerts."""
-    from harness.alerts import list_alerts
+    from harness.analysis.alerts import list_alerts
 
     alerts = list_alerts(alerts_dir, limit)
     if not alerts:
@@ -489,7 +488,7 @@ def list_alerts_command(
 @app.command("models")
 def list_models(models: ModelsOpt = Path("models.toml")) -> None:
     """List the resolved variants of models.toml."""
-    from harness.config import load_models
+    from harness.config.variants import load_models
 
     try:
         config = load_models(models)
@@ -516,7 +515,7 @@ def doctor() -> None:
     import importlib.metadata as md
     import importlib.util
 
-    from harness.cache import cache_dir
+    from harness.engine.cache import cache_dir
 
     def version(dist: str) -> str:
         try:
@@ -534,7 +533,7 @@ def doctor() -> None:
         typer.echo(f"gpu           {gpu}")
     typer.echo(f"cache dir     {cache_dir()}")
     try:
-        from harness.models import BUILTIN_ALIAS, builtin_gguf
+        from harness.backends.identity import BUILTIN_ALIAS, builtin_gguf
 
         gguf = builtin_gguf()
         converted = list((cache_dir() / "models").glob(f"*/{BUILTIN_ALIAS}/model.safetensors"))

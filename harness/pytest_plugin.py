@@ -100,11 +100,11 @@ import pytest
 from harness.errors import ConfigError, HarnessError, did_you_mean
 
 if TYPE_CHECKING:  # type names only; importing these at runtime is deferred to keep collection cheap
-    from harness.cache import GenerationCache
-    from harness.config import ModelsConfig
-    from harness.gates import Gate, GateResult
-    from harness.runner import BackendPool
-    from harness.suite import Suite
+    from harness.analysis.gates import Gate, GateResult
+    from harness.config.suite import Suite
+    from harness.config.variants import ModelsConfig
+    from harness.engine.cache import GenerationCache
+    from harness.engine.runner import BackendPool
 
 SUITES_DIR = "suites"
 SUITE_SUFFIXES = (".yaml", ".yml")
@@ -206,7 +206,7 @@ class _State:
     def models(self) -> ModelsConfig:
         """models.toml, loaded once; a problem with it (or with --harness-variants) is raised on every use."""
         if self._models is None:
-            from harness.config import load_models
+            from harness.config.variants import load_models
 
             try:
                 models = load_models(self.models_path())
@@ -267,14 +267,14 @@ class _State:
     # -- running --------------------------------------------------------------------------------
     def generation_cache(self) -> GenerationCache:
         if self._cache is None:
-            from harness.cache import GenerationCache
+            from harness.engine.cache import GenerationCache
 
             self._cache = GenerationCache()
         return self._cache
 
     def backend_pool(self) -> BackendPool:
         if self._pool is None:
-            from harness.runner import BackendPool
+            from harness.engine.runner import BackendPool
 
             self._pool = BackendPool()
         return self._pool
@@ -282,8 +282,8 @@ class _State:
     @contextmanager
     def locked(self, suite_path: Path, variants: list[str]) -> Iterator[None]:
         """Exclusive across processes for these (suite, variant) pairs; sorted, so never deadlocks. The
-        same lock files as `harness run` (harness/cache.py), so a CLI run and pytest never both generate."""
-        from harness.cache import exclusive, lock_dir, lock_name
+        same lock files as `harness run` (harness/engine/cache.py), so a CLI run and pytest never both generate."""
+        from harness.engine.cache import exclusive, lock_dir, lock_name
 
         with exclusive(lock_dir(self.generation_cache()), [lock_name(suite_path, v) for v in variants]):
             yield
@@ -294,7 +294,7 @@ class _State:
 
     def _finished_run(self, run_dir: Path, suite: Suite, variants: list[str]):
         """A complete run of exactly this suite x variants x limit (e.g. by another xdist worker)."""
-        from harness.records import MANIFEST, load_run
+        from harness.engine.records import MANIFEST, load_run
 
         if not (run_dir / MANIFEST).is_file():
             return None
@@ -327,9 +327,9 @@ class _State:
                                 keep_records=self.report_dir is not None)
         try:
             models = self.models()
-            from harness.gates import evaluate_run
-            from harness.records import RunWriter
-            from harness.runner import RunOptions, preflight, run_suites
+            from harness.analysis.gates import evaluate_run
+            from harness.engine.records import RunWriter
+            from harness.engine.runner import RunOptions, preflight, run_suites
 
             run_dir = self.runs_dir / self.run_id(suite, item.path)
             results = None
@@ -365,7 +365,7 @@ class _State:
         return self.baseline or (self.config.rootpath / "reports" / "baselines")
 
     def raise_alerts(self, results, outcome: _SuiteOutcome, models) -> list[str]:
-        from harness.alerts import raise_alerts
+        from harness.analysis.alerts import raise_alerts
 
         alerts = raise_alerts(results, outcome.records, outcome.manifest,
                               alerts_dir=self.config.rootpath / "reports" / "alerts",
@@ -549,7 +549,7 @@ class SuiteFile(pytest.File):
     suite: Suite | None = None
 
     def collect(self):
-        from harness.suite import load_suite
+        from harness.config.suite import load_suite
 
         state = self.config.stash[_STATE]
         suite = load_suite(self.path, known_variants=state.known_variants())
@@ -718,8 +718,7 @@ class _Evidence:
         """CI of one variant's rate on these cases, at the gate's confidence."""
         if not case_ids:
             return None
-        from harness import stats
-
+        from harness.analysis import stats
         records = self.outcome.records_of(variant)
         scores = self._scores(variant)
         clusters = [records[c].get("cluster", c) for c in case_ids]

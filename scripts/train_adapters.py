@@ -86,7 +86,7 @@ def train(name: str, out_dir: Path, *, rank: int, alpha: int, lr: float, epochs:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.models import BUILTIN_ALIAS, builtin_model_dir
+    from harness.backends.identity import BUILTIN_ALIAS, builtin_model_dir
 
     torch.set_flush_denormal(True)
     torch.manual_seed(seed)

@@ -18,10 +18,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness.backends import transformers as transformers_backend
-from harness.config import load_models
-from harness.runner import engine_fingerprint, engine_spec
-from harness.suite import load_suite
+from harness.backends.transformers import backend as transformers_backend
+from harness.config.suite import load_suite
+from harness.config.variants import load_models
+from harness.engine.runner import engine_fingerprint, engine_spec
 from tests.conftest import REPO
 
 LIMIT = 6

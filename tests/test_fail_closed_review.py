@@ -6,9 +6,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from harness.alerts import is_forgetting
+from harness.analysis.alerts import is_forgetting
+from harness.analysis.gates import FAIL, GateResult
 from harness.cli import app
-from harness.gates import FAIL, GateResult
 
 
 def _run(project: Path, *extra: str):

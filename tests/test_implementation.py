@@ -22,12 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 RECORD = Path(__file__).with_name("implementation.json")
 GUARDED = {  # source file -> the module holding its IMPLEMENTATION
     "harness/backends/base.py": "harness.backends.base",
-    "harness/backends/transformers.py": "harness.backends.transformers",
-    "harness/backends/transformers_fast.py": "harness.backends.transformers",
+    "harness/backends/transformers/backend.py": "harness.backends.transformers.backend",
+    "harness/backends/transformers/fast.py": "harness.backends.transformers.backend",
     "harness/backends/vllm.py": "harness.backends.vllm",
     "harness/backends/openai.py": "harness.backends.openai",
     "harness/backends/fake.py": "harness.backends.fake",
-    "harness/models.py": "harness.models",
+    "harness/backends/identity.py": "harness.backends.identity",
 }
 UPDATE = "PYTHONPATH=. python tests/test_implementation.py"
 

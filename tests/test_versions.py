@@ -62,7 +62,7 @@ def test_quantized_engines_check_bitsandbytes_and_others_check_nothing(monkeypat
 
 
 def test_an_unsupported_lm_eval_is_refused_when_a_suite_loads_its_tasks(monkeypatch):
-    from harness.lmeval import LmEvalSource, prepare
+    from harness.sources.lmeval import LmEvalSource, prepare
 
     monkeypatch.setattr(versions, "installed_version", lambda name: "0.4.8" if name == "lm-eval" else None)
     source = LmEvalSource(tasks=("openbookqa_local",), paths=(None,))

@@ -24,7 +24,7 @@ from harness.backends.base import (
 from harness.errors import BackendError
 
 IMPLEMENTATIONS = {
-    "transformers": "harness.backends.transformers:TransformersBackend",
+    "transformers": "harness.backends.transformers.backend:TransformersBackend",
     "vllm": "harness.backends.vllm:VLLMBackend",
     "fake": "harness.backends.fake:FakeBackend",
     "openai": "harness.backends.openai:OpenAIBackend",
@@ -123,8 +123,7 @@ def implementation_info(backend: str) -> dict[str, str | None]:
     module = importlib.import_module(target.split(":")[0])
     info: dict[str, str | None] = {"base": base.IMPLEMENTATION, "backend": module.IMPLEMENTATION}
     if backend in LIBRARIES:
-        from harness import models
-
+        from harness.backends import identity as models
         info["models"] = models.IMPLEMENTATION
         info.update({name: _library_version(name) for name in LIBRARIES[backend]})
     return info

@@ -60,8 +60,8 @@ from harness.backends.base import (
     check_add_bos_token,
     encode_pair,
 )
+from harness.backends.identity import resolve_model_path
 from harness.errors import AdapterError, BackendError, did_you_mean
-from harness.models import resolve_model_path
 
 IMPLEMENTATION = "vllm/1"
 """Version of this module's outputs (generations, log-likelihoods), part of the cache identity of every

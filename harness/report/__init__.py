@@ -18,7 +18,7 @@ def write_report(run_dir: Path | str, baseline: str | None = None, *, max_flips:
 
     Returns {"html": path, "markdown": path, "json": path}. `baseline` compares every variant with
     that one instead of each suite's own baseline (as `harness compare --baseline`)."""
-    from harness.records import _atomic_write, load_run
+    from harness.engine.records import _atomic_write, load_run
     from harness.report.html import render_html
     from harness.report.json import render_json
     from harness.report.markdown import render_markdown

@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from harness.alerts import RETENTION_AXES
-from harness.records import Run
+from harness.analysis.alerts import RETENTION_AXES
+from harness.engine.records import Run
 
 SCHEMA = "harness.report/1"
 MAX_FLIPS = 50
@@ -90,10 +90,10 @@ def build_report(run: Run, baseline: str | None = None, *, max_flips: int = MAX_
     """The report model as a JSON-ready dict (see `SCHEMA`). A run that did not finish is refused
     unless `partial`; then the model says `partial: true` and the verdict is NO-GO."""
     from harness import __version__
-    from harness.compare import compare_run
+    from harness.analysis.compare import compare_run
+    from harness.analysis.evidence import run_verdict, unfinished_message
+    from harness.analysis.gates import evaluate_run
     from harness.errors import HarnessError
-    from harness.evidence import run_verdict, unfinished_message
-    from harness.gates import evaluate_run
 
     unfinished = run.manifest.get("status") != "complete"
     if unfinished and not partial:
@@ -174,8 +174,7 @@ def _problems(manifest: dict[str, Any]) -> list[str]:
 
 def _scorecard(run: Run, suites, rows, gates) -> list[dict[str, Any]]:
     """One cell per suite x variant x axis: estimate + CI, and for non-baselines the paired diff."""
-    from harness import stats
-
+    from harness.analysis import stats
     row_of = {(r["suite"], r["variant"], r["axis"]): r for r in rows}
     cells = []
     for s in suites:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.engine.records import Run, load_run
 from harness.errors import HarnessError
-from harness.records import Run, load_run
 
 FORMATS = ("parquet", "csv")
 SCORE_PREFIX = "score_"

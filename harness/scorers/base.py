@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.data import Case
+from harness.sources.native import Case
 
 NEEDS_TEXT = "text"
 NEEDS_CHOICES = "choices"

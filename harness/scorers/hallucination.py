@@ -590,7 +590,7 @@ def abstention(options, ctx):
 
     def unanswerable(case) -> bool | None:
         if field is not None:
-            from harness.data import get_path
+            from harness.sources.native import get_path
 
             try:
                 value = get_path(case.meta, field)

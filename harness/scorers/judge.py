@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from harness.data import Case
 from harness.scorers.base import OptionError, Output, Score, check_keys, option, scorer
+from harness.sources.native import Case
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ def test_plain_prompts_greedy_batched(arch, monkeypatch):
 
 def test_fewshot_prefix_greedy(arch, monkeypatch):
     """A few-shot/system prefix longer than the sliding window, shared by every prompt of the call."""
-    import harness.backends.transformers as tb
+    import harness.backends.transformers.backend as tb
 
     requests = chat_requests(FEWSHOT, max_tokens=8)
     lengths = [len(prompt_ids(arch, m)) for m in FEWSHOT]
@@ -246,7 +246,7 @@ def test_fewshot_prefix_greedy(arch, monkeypatch):
 
 def test_fewshot_prefix_short_of_the_window(arch, monkeypatch):
     """Prompts shorter than the window (a short shared prefix): the prefix path runs on sliding models too."""
-    import harness.backends.transformers as tb
+    import harness.backends.transformers.backend as tb
 
     monkeypatch.setattr(tb, "PREFIX_MIN_TOKENS", 4)
     prompts = [[{"role": "user", "content": f"say {w}"}] for w in ("yes", "no", "red")]
@@ -329,7 +329,7 @@ def test_lora_adapter_merged_and_unmerged(name, model_root, tmp_path):
     PEFT's unmerged model with eager attention, and the adapter changes the outputs."""
     from peft import PeftModel
 
-    from harness._files import sha256_dir
+    from harness.config.files import sha256_dir
 
     path = _model_dir(model_root, name)
     adapter_dir = build_adapter(path, tmp_path / "adapter")
@@ -359,7 +359,7 @@ def test_a_fast_path_that_diverges_is_caught_at_load_and_not_taken(model_root, m
     """An attention function that drops the oldest key when decoding (a window bug of the kind the matrix
     exists for): the self-check at load finds the difference, warns, and every request then runs the
     reference path with the reference's results."""
-    import harness.backends.transformers as tb
+    import harness.backends.transformers.backend as tb
 
     real = tb._register_gqa_sdpa()
 

@@ -47,8 +47,8 @@ def test_the_readme_example_is_the_files_it_names():
 
 
 def test_the_example_loads():
-    from harness.config import load_models
-    from harness.suite import load_suite
+    from harness.config.suite import load_suite
+    from harness.config.variants import load_models
 
     models = load_models(REPO / "docs" / "example" / "models.toml")
     suite = load_suite(REPO / "docs" / "example" / "suites" / "tickets-quick.yaml", known_variants=set(models.variants))

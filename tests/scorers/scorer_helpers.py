@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data import Case
 from harness.scorers import REGISTRY, Output, ScorerContext
+from harness.sources.native import Case
 
 EXTERNAL = Path(__file__).resolve().parents[2] / "suites" / "data" / "external"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

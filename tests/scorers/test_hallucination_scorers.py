@@ -9,8 +9,8 @@ import time
 import pytest
 from scorer_helpers import EXTERNAL, FIXTURES, build, make_case, out
 
+from harness.config.suite import load_suite
 from harness.scorers import NEEDS_CHOICES, REGISTRY, OptionError
-from harness.suite import load_suite
 
 LONG = ("the quick brown fox jumps over the lazy dog. " * 2300)[:100_000]
 
@@ -269,9 +269,9 @@ def test_abstention_long_output_is_fast():
 
 def test_truthfulqa_through_the_runner_with_fake_loglikelihoods(tmp_path):
     """choice_logprobs reach the scorer in choice order; the hallucination axis is MC1's complement."""
-    from harness.cache import GenerationCache
-    from harness.config import load_models
-    from harness.runner import RunOptions, run_suites
+    from harness.config.variants import load_models
+    from harness.engine.cache import GenerationCache
+    from harness.engine.runner import RunOptions, run_suites
 
     (tmp_path / "models.toml").write_text(
         '[defaults]\nbackend = "fake"\nmodel = "fake-model"\n'

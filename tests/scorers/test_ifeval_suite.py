@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from scorer_helpers import FIXTURES
 
-from harness.cache import GenerationCache
-from harness.config import load_models
-from harness.runner import RunOptions, run_suites
+from harness.config.suite import load_suite
+from harness.config.variants import load_models
+from harness.engine.cache import GenerationCache
+from harness.engine.runner import RunOptions, run_suites
 from harness.scorers.ifeval import SUPPORTED
-from harness.suite import load_suite
 
 EXTERNAL = Path(__file__).resolve().parents[2] / "suites" / "data" / "external"
 MIN_AGREEMENT = 0.99

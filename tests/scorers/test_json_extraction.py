@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scorer_helpers import build, make_case, out, run
 
+from harness.config.suite import load_suite
 from harness.scorers.format import extract_json
-from harness.suite import load_suite
 
 # --------------------------------------------------------------------------- the exact cases of the issue
 

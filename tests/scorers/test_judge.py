@@ -8,13 +8,13 @@ import re
 import pytest
 
 from harness.backends.fake import register_responder
-from harness.cache import GenerationCache
-from harness.config import load_models
+from harness.config.suite import load_suite
+from harness.config.variants import load_models
+from harness.engine.cache import GenerationCache
+from harness.engine.records import load_run
+from harness.engine.runner import RunOptions, run_suites
 from harness.errors import ConfigError
-from harness.records import load_run
-from harness.runner import RunOptions, run_suites
 from harness.scorers.judge import RUBRICS, parse_verdict
-from harness.suite import load_suite
 from tests.conftest import write
 
 HALLU = RUBRICS["hallucination"]

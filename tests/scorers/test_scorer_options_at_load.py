@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.config.suite import load_suite
 from harness.errors import ConfigError
-from harness.suite import load_suite
 
 BAD = [
     # (scorers YAML, expected key path, text in the message)
