@@ -4,10 +4,9 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from tests.analysis.test_gates import bernoulli, make_run
-
 from harness.analysis.alerts import list_alerts, raise_alerts
 from harness.analysis.gates import evaluate_run
+from tests.analysis.test_gates import bernoulli, make_run
 
 
 def forgetting_run():

@@ -11,7 +11,6 @@ import importlib.util
 import json
 
 import pytest
-from tests.backends.test_model_integration import make_adapter
 
 from harness.backends import (
     Adapter,
@@ -30,6 +29,7 @@ from harness.engine.prompts import build_messages
 from harness.engine.runner import BackendPool, RunOptions, run_suites
 from harness.errors import AdapterError, BackendError
 from harness.sources.native import FieldMap, load_cases
+from tests.backends.test_model_integration import make_adapter
 from tests.conftest import EXTERNAL_DATA, write
 
 MODEL = "smollm2-135m-instruct"

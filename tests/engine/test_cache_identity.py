@@ -10,7 +10,6 @@ import os
 import struct
 
 import pytest
-from tests.engine.test_runner import run_project
 
 import harness.config.files as files
 from harness.config.suite import load_suite
@@ -18,6 +17,7 @@ from harness.config.variants import load_models
 from harness.engine.cache import GenerationCache, cache_dir
 from harness.engine.runner import RunOptions, run_suites
 from tests.conftest import chat_rows, write, write_jsonl
+from tests.engine.test_runner import run_project
 
 
 def _overwrite_middle(path, *, keep_mtime: bool) -> None:

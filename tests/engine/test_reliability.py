@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.engine.test_runner import run_project
 
 from harness.config.suite import load_suite
 from harness.errors import ConfigError, HarnessError
 from tests.conftest import write
+from tests.engine.test_runner import run_project
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
@@ -101,10 +101,9 @@ def test_bless_replaces_only_what_bless_wrote(project):
 
 
 def test_forgetting_alert_with_a_path_like_suite_name_is_written_inside_the_alerts_folder(tmp_path):
-    from tests.analysis.test_alerts import forgetting_run
-
     from harness.analysis.alerts import raise_alerts
     from harness.analysis.gates import evaluate_run
+    from tests.analysis.test_alerts import forgetting_run
 
     run = forgetting_run()
     gates = evaluate_run(run.records, run.manifest)
@@ -172,9 +171,8 @@ def _killed_run(project) -> Path:
     import sqlite3
     import time
 
-    from tests.engine.test_runner import _conftest_env, set_suite
-
     from tests.conftest import chat_rows, write_jsonl
+    from tests.engine.test_runner import _conftest_env, set_suite
 
     write_jsonl(project / "suites" / "data" / "arith.jsonl", chat_rows(80))
     with (project / "models.toml").open("a") as handle:
@@ -242,9 +240,8 @@ def test_a_run_stopped_by_a_bad_data_file_is_never_compared_as_finished(project)
 
 def _slow_project(project, n: int, delay: float) -> tuple[Path, Path, int]:
     """`slow` answers correctly after `delay` s per request and logs every request it starts."""
-    from tests.engine.test_runner import set_suite
-
     from tests.conftest import chat_rows, write_jsonl
+    from tests.engine.test_runner import set_suite
 
     write_jsonl(project / "suites" / "data" / "arith.jsonl", chat_rows(2 * n))  # holdout 0.5: n cases
     log = project / "generated.log"

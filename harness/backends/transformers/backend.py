@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.backends.transformers import fast
 from harness.backends.base import (
     Adapter,
     Backend,
@@ -33,6 +32,7 @@ from harness.backends.base import (
     encode_pair,
 )
 from harness.backends.identity import resolve_model_path
+from harness.backends.transformers import fast
 from harness.errors import AdapterError, BackendError
 
 IMPLEMENTATION = "transformers/2"
