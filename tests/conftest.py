@@ -1,37 +1,15 @@
-"""Shared fixtures: small projects on disk with a scripted fake backend, and the real default model."""
+"""Shared fixtures: small projects on disk with a scripted fake backend.
+
+Fixtures only: the helpers tests import (REPO, write, write_jsonl, chat_rows, ...) live in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import textwrap
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-EXTERNAL_DATA = REPO / "suites" / "data" / "external"  # public benchmark slices, with their licences (SOURCES.md)
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def chat_rows(n: int, *, prefix: str = "q") -> list[dict]:
-    """n chat examples: 'What is {i} + {i}?' -> '{2i}'."""
-    return [
-        {"id": f"{prefix}{i}", "messages": [{"role": "user", "content": f"What is {i} + {i}?"},
-                                            {"role": "assistant", "content": str(2 * i)}]}
-        for i in range(n)
-    ]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+from tests.helpers import chat_rows, register_fake_responders, write, write_jsonl
 
 
 @pytest.fixture(autouse=True)
@@ -73,18 +51,4 @@ def project(tmp_path):
     return tmp_path
 
 
-def _arith(request) -> str:
-    import re
-
-    user = request.chat_messages[-1]["content"]
-    match = re.search(r"What is (\d+) \+ (\d+)\?", user)
-    return str(int(match.group(1)) + int(match.group(2))) if match else "?"
-
-
-def _register_fakes():
-    from harness.backends.fake import register_responder
-
-    register_responder("arith", _arith)
-
-
-_register_fakes()
+register_fake_responders()

@@ -22,7 +22,7 @@ from harness.backends.transformers import backend as transformers_backend
 from harness.config.suite import load_suite
 from harness.config.variants import load_models
 from harness.engine.runner import engine_fingerprint, engine_spec
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 LIMIT = 6
 

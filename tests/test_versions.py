@@ -11,7 +11,7 @@ from packaging.requirements import Requirement
 import harness.versions as versions
 from harness.backends import EngineSpec, create_backend
 from harness.errors import BackendError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _pyproject() -> dict[str, str]:

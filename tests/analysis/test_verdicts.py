@@ -324,7 +324,7 @@ def test_equivalence_is_tost_on_the_printed_interval():
 def test_suite_min_effect_and_equivalence_gates_load(tmp_path):
     from harness.config.suite import load_suite
     from harness.errors import ConfigError, GateError
-    from tests.conftest import chat_rows, write, write_jsonl
+    from tests.helpers import chat_rows, write, write_jsonl
 
     write_jsonl(tmp_path / "data.jsonl", chat_rows(20))
     body = ("suite: t\ndata: {path: data.jsonl}\nvariants: [base, ft]\nscorers:\n  accuracy: exact_match\n"

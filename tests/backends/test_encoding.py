@@ -28,7 +28,7 @@ from harness.config.suite import load_suite  # noqa: E402
 from harness.config.variants import load_models  # noqa: E402
 from harness.engine.cache import GenerationCache  # noqa: E402
 from harness.engine.runner import RunOptions, run_suites  # noqa: E402
-from tests.conftest import REPO, write  # noqa: E402
+from tests.helpers import REPO, write  # noqa: E402
 from tests.tiny_model import build_llama  # noqa: E402
 
 TASKS = REPO / "suites" / "lm_eval"

@@ -11,7 +11,7 @@ from harness.config.variants import load_models
 from harness.engine.cache import GenerationCache
 from harness.engine.runner import BackendPool, RunOptions, run_suites
 from harness.errors import AdapterError
-from tests.conftest import REPO, write
+from tests.helpers import REPO, write
 
 pytestmark = pytest.mark.model
 
@@ -80,7 +80,7 @@ def test_shared_context_scoring_matches_full_sequences(backend):
     """Choices of one question share a context: scored on its KV cache, they match one-by-one scoring."""
     import json
 
-    from tests.conftest import EXTERNAL_DATA
+    from tests.helpers import EXTERNAL_DATA
 
     requests = []
     for line in (EXTERNAL_DATA / "openbookqa_test.jsonl").read_text().splitlines()[:6]:

@@ -39,7 +39,7 @@ from harness.config.variants import load_models
 from harness.engine.cache import GenerationCache
 from harness.engine.runner import RunOptions, run_suites
 from harness.errors import BackendError, HarnessError
-from tests.conftest import write, write_jsonl
+from tests.helpers import write, write_jsonl
 
 KEY = "sk-test-4f9c1e7a-DO-NOT-LEAK-91b2"
 KEY_ENV = "HARNESS_TEST_OPENAI_KEY"

@@ -30,7 +30,7 @@ from harness.engine.runner import BackendPool, RunOptions, run_suites
 from harness.errors import AdapterError, BackendError
 from harness.sources.native import FieldMap, load_cases
 from tests.backends.test_model_integration import make_adapter
-from tests.conftest import EXTERNAL_DATA, write
+from tests.helpers import EXTERNAL_DATA, write
 
 MODEL = "smollm2-135m-instruct"
 needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")

@@ -11,7 +11,7 @@ from harness.cli import app
 from harness.config.engine_settings import TRANSFORMERS, VLLM_FALLBACK, check_engine, vllm_engine_keys
 from harness.config.variants import load_models
 from harness.errors import ConfigError
-from tests.conftest import write
+from tests.helpers import write
 
 
 def test_transformers_declaration_is_what_the_backend_reads():

@@ -6,7 +6,7 @@ from harness.config.suite import load_suite
 from harness.engine.prompts import build_messages
 from harness.errors import ConfigError, DataError, GateError
 from harness.sources.native import FieldMap, holdout_split, load_cases, select_fewshot
-from tests.conftest import EXTERNAL_DATA, chat_rows, write, write_jsonl
+from tests.helpers import EXTERNAL_DATA, chat_rows, write, write_jsonl
 
 
 def suite_file(tmp_path, body: str, rows=None):

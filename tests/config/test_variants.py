@@ -2,7 +2,7 @@ import pytest
 
 from harness.config.variants import load_models
 from harness.errors import AdapterError, ConfigError
-from tests.conftest import write
+from tests.helpers import write
 
 
 def test_defaults_are_inherited_and_variants_override(tmp_path):

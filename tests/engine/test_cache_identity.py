@@ -16,8 +16,8 @@ from harness.config.suite import load_suite
 from harness.config.variants import load_models
 from harness.engine.cache import GenerationCache, cache_dir
 from harness.engine.runner import RunOptions, run_suites
-from tests.conftest import chat_rows, write, write_jsonl
 from tests.engine.test_runner import run_project
+from tests.helpers import chat_rows, write, write_jsonl
 
 
 def _overwrite_middle(path, *, keep_mtime: bool) -> None:

@@ -10,7 +10,7 @@ from harness.analysis.gates import evaluate_run
 from harness.cli import app
 from harness.config.suite import load_suite
 from harness.engine.records import load_run
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def _recorded_project(project, rows, extra_toml=""):

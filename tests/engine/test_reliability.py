@@ -13,8 +13,8 @@ import pytest
 
 from harness.config.suite import load_suite
 from harness.errors import ConfigError, HarnessError
-from tests.conftest import write
 from tests.engine.test_runner import run_project
+from tests.helpers import write
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
@@ -171,8 +171,8 @@ def _killed_run(project) -> Path:
     import sqlite3
     import time
 
-    from tests.conftest import chat_rows, write_jsonl
     from tests.engine.test_runner import _conftest_env, set_suite
+    from tests.helpers import chat_rows, write_jsonl
 
     write_jsonl(project / "suites" / "data" / "arith.jsonl", chat_rows(80))
     with (project / "models.toml").open("a") as handle:
@@ -240,8 +240,8 @@ def test_a_run_stopped_by_a_bad_data_file_is_never_compared_as_finished(project)
 
 def _slow_project(project, n: int, delay: float) -> tuple[Path, Path, int]:
     """`slow` answers correctly after `delay` s per request and logs every request it starts."""
-    from tests.conftest import chat_rows, write_jsonl
     from tests.engine.test_runner import set_suite
+    from tests.helpers import chat_rows, write_jsonl
 
     write_jsonl(project / "suites" / "data" / "arith.jsonl", chat_rows(2 * n))  # holdout 0.5: n cases
     log = project / "generated.log"

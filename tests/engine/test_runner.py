@@ -12,7 +12,7 @@ from harness.config.variants import load_models
 from harness.engine.cache import GenerationCache
 from harness.engine.records import load_run
 from harness.engine.runner import BackendPool, RunOptions, run_suites
-from tests.conftest import REPO, chat_rows, write, write_jsonl
+from tests.helpers import REPO, chat_rows, write, write_jsonl
 
 
 def set_suite(project, variants, gates=(), data="data: {path: data/arith.jsonl, holdout: 0.5, seed: 3}"):
@@ -132,7 +132,7 @@ def _conftest_env(project):
     write(shim / "sitecustomize.py", f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        import tests.conftest  # registers the fake responders
+        from tests.helpers import register_fake_responders; register_fake_responders()
     """)
     return {"PYTHONPATH": f"{shim}{os.pathsep}{REPO}"}
 

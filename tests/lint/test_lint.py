@@ -19,7 +19,7 @@ from harness.lint.checks import (
     lint_files,
     normalize,
 )
-from tests.conftest import REPO, chat_rows, write, write_jsonl
+from tests.helpers import REPO, chat_rows, write, write_jsonl
 
 FIX = REPO / "tests" / "fixtures" / "lint"
 QUIET = LintThresholds(min_examples=0)
@@ -333,7 +333,7 @@ def test_token_lengths_with_the_default_model_tokenizer():
 
 
 def test_demo_ticket_data_has_no_leakage_and_an_injected_holdout_ticket_is_caught(tmp_path):
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     tickets = REPO / "suites" / "data" / "tickets"
     clean = lint_files([], train=[tickets / "train.jsonl"], holdout=[tickets / "holdout.jsonl"])

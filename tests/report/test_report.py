@@ -29,7 +29,7 @@ from harness.engine.records import RunWriter, load_run
 from harness.engine.runner import RunOptions, run_suites
 from harness.report import build_report, export_cases, write_report
 from harness.report.html import script_json
-from tests.conftest import write, write_jsonl
+from tests.helpers import write, write_jsonl
 
 SCRIPT_PAYLOAD = "<script>document.documentElement.setAttribute('data-pwned','script');alert(1)</script>"
 IMG_PAYLOAD = "<img src=x onerror=\"document.documentElement.setAttribute('data-pwned','img')\">"

@@ -15,7 +15,7 @@ from harness.engine.records import load_run
 from harness.engine.runner import RunOptions, run_suites
 from harness.errors import ConfigError
 from harness.scorers.judge import RUBRICS, parse_verdict
-from tests.conftest import write
+from tests.helpers import write
 
 HALLU = RUBRICS["hallucination"]
 CORRECT = RUBRICS["correctness"]

@@ -25,7 +25,7 @@ from harness.config.variants import load_models  # noqa: E402
 from harness.engine.cache import GenerationCache  # noqa: E402
 from harness.engine.runner import BackendPool, RunOptions, run_suites  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
-from tests.conftest import EXTERNAL_DATA, REPO, write, write_jsonl  # noqa: E402
+from tests.helpers import EXTERNAL_DATA, REPO, write, write_jsonl  # noqa: E402
 
 TASKS = REPO / "suites" / "lm_eval"
 OBQA = TASKS / "data" / "openbookqa_test.jsonl"
