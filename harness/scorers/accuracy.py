@@ -162,7 +162,10 @@ NUMBER_RE = re.compile(
 _NUMBER_FULL = re.compile(r"\s*" + NUMBER_RE.pattern + r"\s*%?\s*")
 
 
-def _number_value(match: re.Match[str], fractions: bool = True) -> Decimal | None:
+def number_value(match: re.Match[str], fractions: bool = True) -> Decimal | None:
+    """The value of a `NUMBER_RE` match (thousands separators dropped, sign applied, `a/b` divided when
+    `fractions`), or None when the digits do not parse. Shared with the hallucination scorers, which must
+    read numbers exactly as the accuracy scorers do."""
     digits = match.group("int").replace(",", "")
     try:
         value = Decimal(digits)
@@ -182,7 +185,7 @@ def find_numbers(text: str, *, fractions: bool = True) -> list[tuple[str, Decima
     """Every number in `text` as (as written, value), in order."""
     found = []
     for match in NUMBER_RE.finditer(text):
-        value = _number_value(match, fractions)
+        value = number_value(match, fractions)
         if value is not None:
             found.append((match.group(0).strip(), value))
     return found
@@ -193,7 +196,7 @@ def parse_number(text: str) -> Decimal | None:
     match = _NUMBER_FULL.fullmatch(text)
     if match is None:
         return None
-    return _number_value(match)
+    return number_value(match)
 
 
 def reference_number_text(reference: str) -> str:

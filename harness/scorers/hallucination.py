@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from harness.scorers.accuracy import NUMBER_RE, _number_value, parse_number
+from harness.scorers.accuracy import NUMBER_RE, number_value, parse_number
 from harness.scorers.base import NEEDS_CHOICES, OptionError, Score, check_keys, option, scorer
 
 _MAX_LISTED = 50
@@ -122,7 +122,7 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
 def _numbers(text: str) -> Iterator[tuple[str, set[Decimal]]]:
     """(as written, acceptable values): '2 million' may match 2 or 2000000."""
     for m in NUMBER_RE.finditer(text):
-        value = _number_value(m)
+        value = number_value(m)
         if value is None:
             continue
         values = {value}

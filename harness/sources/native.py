@@ -168,7 +168,9 @@ def _read_rows(path: Path) -> list[tuple[int, Any]]:
     return rows
 
 
-def _chat_case(path: Path, number: int, row: Any, seen: dict[str, int], id_lines: dict[str, int] | None = None) -> Case:
+def chat_case(path: Path, number: int, row: Any, seen: dict[str, int], id_lines: dict[str, int] | None = None) -> Case:
+    """One chat row (line `number` of `path`) as a Case; `seen` gives repeated ids their suffixes (as
+    `load_cases` does). Public for `harness lint-data`, which reads rows one by one to report each problem."""
     if not isinstance(row, dict) or "messages" not in row:
         raise DataError(
             "line has no 'messages' list.",
@@ -225,8 +227,10 @@ def _answer_index(value: Any, choices: tuple[str, ...], labels: list[Any] | None
     raise ValueError(f"answer {value!r} matches no choice")
 
 
-def _mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict[str, int], render,
-                 id_lines: dict[str, int] | None = None) -> Case:
+def mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict[str, int], render,
+                id_lines: dict[str, int] | None = None) -> Case:
+    """One field-mapped row as a Case (`render`: a `template_renderer()` when `fields.template` is set).
+    Public for `harness lint-data`, like `chat_case`."""
     where = {"file": path, "line": number}
     if not isinstance(row, dict):
         raise DataError("row is not an object.", **where)
@@ -365,7 +369,8 @@ def _template_line(exc: BaseException) -> int | None:
     return line
 
 
-def _renderer(origin: str = "data.fields.template"):
+def template_renderer(origin: str = "data.fields.template"):
+    """A function rendering `data.fields.template` for a row, sandboxed and bounded; errors name `origin`."""
     env = template_environment()
     compiled: dict[str, Any] = {}
 
@@ -400,9 +405,9 @@ def load_cases(path: Path, fields: FieldMap | None = None, *, template_origin: s
     seen: dict[str, int] = {}
     id_lines: dict[str, int] = {}
     if fields is None:
-        return [_chat_case(path, number, row, seen, id_lines) for number, row in rows]
-    render = _renderer(template_origin) if fields.template else None
-    return [_mapped_case(path, number, row, fields, seen, render, id_lines) for number, row in rows]
+        return [chat_case(path, number, row, seen, id_lines) for number, row in rows]
+    render = template_renderer(template_origin) if fields.template else None
+    return [mapped_case(path, number, row, fields, seen, render, id_lines) for number, row in rows]
 
 
 def holdout_split(cases: list[Case], fraction: float, seed: int) -> tuple[list[Case], list[Case]]:

@@ -10,15 +10,8 @@ import pytest
 
 from harness.config.suite import load_suite
 from harness.errors import ConfigError
-from harness.lint.checks import (
-    _NUM_PERM,
-    _WINDOW,
-    LintThresholds,
-    _candidate_pairs,
-    holdout_overlap,
-    lint_files,
-    normalize,
-)
+from harness.lint import LintThresholds, holdout_overlap, lint_files, normalize
+from harness.lint.minhash import BUCKET_WINDOW, NUM_PERM, candidate_pairs
 from tests.helpers import REPO, chat_rows, write, write_jsonl
 
 FIX = REPO / "tests" / "fixtures" / "lint"
@@ -312,14 +305,23 @@ def test_a_shared_template_is_boilerplate_not_similarity(tmp_path):
 
 def test_lsh_buckets_are_windowed_not_quadratic():
     m = 3000
-    identical = np.zeros((_NUM_PERM, m), dtype=np.uint32)  # every column in every bucket
-    lo, hi, estimate = _candidate_pairs(identical, 0.8)
-    assert len(lo) <= m * _WINDOW < m * (m - 1) // 2 and np.all(estimate == 1)
+    identical = np.zeros((NUM_PERM, m), dtype=np.uint32)  # every column in every bucket
+    lo, hi, estimate = candidate_pairs(identical, 0.8)
+    assert len(lo) <= m * BUCKET_WINDOW < m * (m - 1) // 2 and np.all(estimate == 1)
     assert np.all(lo < hi)
 
 
 def test_importing_lint_loads_no_heavy_library():
-    code = "import sys, harness.lint.checks; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    code = "import sys, harness.lint; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_runner_can_import_leakage_without_a_cycle():
+    """engine/runner.py calls holdout_overlap before a run: importing it must load no engine, suite-loading
+    or lm-eval module (runner -> lint -> suite -> lmeval -> runner was a cycle)."""
+    code = ("import sys, harness.lint.leakage; print(sorted(m for m in sys.modules if m.startswith("
+            "('harness.engine', 'harness.config.suite', 'harness.sources.lmeval', 'harness.backends', 'harness.scorers'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
 
