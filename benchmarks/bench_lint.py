@@ -1,4 +1,4 @@
-"""Timing benchmark for harness.lint.checks (not a test; prints wall-clock time and planted-vs-found counts).
+"""Timing benchmark for harness.lint (not a test; prints wall-clock time and planted-vs-found counts).
 
 Usage (from the repository root)::
 
@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 
 try:
-    from harness.lint.checks import LintThresholds, lint_files
+    from harness.lint import LintThresholds, lint_files
 except ImportError:  # running from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from harness.lint.checks import LintThresholds, lint_files
+    from harness.lint import LintThresholds, lint_files
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "pe", "gu", "ran", "tel", "bor", "dim", "sa", "quo",
              "fe", "zu", "ly", "nor", "che", "wa", "xi", "jo", "pra", "stu", "ble", "ich"]

@@ -16,6 +16,7 @@ from harness.errors import ConfigError
 from harness.lint.examples import DataFile, Examples
 from harness.lint.findings import LEVEL_RANK, STORED_LINES, FileSummary, Finding, LintReport, LintThresholds, snippet
 from harness.lint.leakage import (
+    SuiteSets,
     add_suite,
     check_leakage,
     holdout_overlap,  # noqa: F401  (engine/runner.py imports it from here until it imports harness.lint.leakage)
@@ -42,11 +43,11 @@ class _Linter(Examples):
         repeated = [g for g in groups.values() if len(g) > 1]
         extra = sum(len(g) - 1 for g in repeated)
         if extra:
-            level = "error" if extra / n > self.t.max_duplicate_rate else "warning"
+            level = "error" if extra / n > self.thresholds.max_duplicate_rate else "warning"
             self.findings.append(Finding(
                 level, "exact-duplicate",
                 f"{extra} of {n} examples ({extra / n:.1%}) repeat an earlier one after normalising case, whitespace "
-                f"and punctuation ({len(repeated)} group(s); error above {self.t.max_duplicate_rate:.0%}).",
+                f"and punctuation ({len(repeated)} group(s); error above {self.thresholds.max_duplicate_rate:.0%}).",
                 f.name, lines=[self.line[i] for g in repeated for i in g[1:]][:STORED_LINES], count=extra, total=n,
                 examples=[f"lines {', '.join(str(self.line[i]) for i in g[:6])}{' …' if len(g) > 6 else ''}: "
                           f"{snippet(self.user[g[0]])}" for g in repeated[:STORED_LINES]],
@@ -62,12 +63,12 @@ class _Linter(Examples):
             best.setdefault(b, (a, sim))
         clusters = uf.groups()
         count = sum(len(c) - 1 for c in clusters)
-        level = "error" if count / n > self.t.max_near_duplicate_rate else "warning"
+        level = "error" if count / n > self.thresholds.max_near_duplicate_rate else "warning"
         later = sorted((reps[b], reps[a], sim) for b, (a, sim) in best.items())
         self.findings.append(Finding(
             level, "near-duplicate",
             f"{count} of {n} examples ({count / n:.1%}) are near-duplicates of another (word-shingle Jaccard ≥ "
-            f"{self.t.near_duplicate:g}; {len(clusters)} cluster(s); error above {self.t.max_near_duplicate_rate:.0%}).",
+            f"{self.thresholds.near_duplicate:g}; {len(clusters)} cluster(s); error above {self.thresholds.max_near_duplicate_rate:.0%}).",
             f.name, lines=[self.line[i] for i, _, _ in later[:STORED_LINES]], count=count, total=n,
             examples=[f"line {self.line[i]} ≈ line {self.line[j]} (similarity {sim:.2f}): {snippet(self.user[i])}"
                       for i, j, sim in later[:STORED_LINES]],
@@ -80,7 +81,7 @@ class _Linter(Examples):
         groups: dict[tuple, list[int]] = {}
         for i in idx:
             groups.setdefault((self.n_system[i], self.n_user[i], self.n_prev[i]), []).append(i)
-        level = self.t.contradictions
+        level = self.thresholds.contradictions
         conflicts = []
         for members in groups.values():
             answers = {}
@@ -100,7 +101,7 @@ class _Linter(Examples):
                           + " vs ".join(snippet(self.answer[i], 30) for i in g[:3]) for g in conflicts[:STORED_LINES]],
                 details={"groups": [[self.line[i] for i in g] for g in conflicts[:100]]},
             ))
-        level = self.t.near_contradictions
+        level = self.thresholds.near_contradictions
         if level == "off":
             return
         reps = [g[0] for g in groups.values()]
@@ -113,7 +114,7 @@ class _Linter(Examples):
         found = []
         for a, b, sim in pairs:
             i, j = reps[a], reps[b]
-            if self.n_answer[i] == self.n_answer[j] or self.jaccard(i, j, ("answer",)) >= self.t.near_duplicate:
+            if self.n_answer[i] == self.n_answer[j] or self.jaccard(i, j, ("answer",)) >= self.thresholds.near_duplicate:
                 continue
             in_diff = set((self.n_user[i] + " " + self.n_prev[i]).split()) ^ set((self.n_user[j] + " " + self.n_prev[j]).split())
             out_diff = set(self.n_answer[i].split()) ^ set(self.n_answer[j].split())
@@ -123,7 +124,7 @@ class _Linter(Examples):
         if found:
             self.findings.append(Finding(
                 level, "near-contradiction",
-                f"{len(found)} pair(s) of near-identical inputs (Jaccard ≥ {self.t.near_duplicate:g}, same system "
+                f"{len(found)} pair(s) of near-identical inputs (Jaccard ≥ {self.thresholds.near_duplicate:g}, same system "
                 "prompt) have answers that differ beyond what the inputs' difference explains.",
                 f.name, lines=[self.line[i] for i, _, _ in found[:STORED_LINES]], count=len(found),
                 examples=[f"line {self.line[i]} ≈ line {self.line[j]} (input similarity {sim:.2f}): "
@@ -154,9 +155,9 @@ class _Linter(Examples):
                 continue
             rate = len(failed) / len(idx)
             self.findings.append(Finding(
-                "error" if rate > self.t.max_format_failure_rate else "warning", "format-failures",
+                "error" if rate > self.thresholds.max_format_failure_rate else "warning", "format-failures",
                 f"{len(failed)} of {len(idx)} answers ({rate:.1%}) fail the suite's format check '{spec.name}' "
-                f"(error above {self.t.max_format_failure_rate:.0%}).",
+                f"(error above {self.thresholds.max_format_failure_rate:.0%}).",
                 f.name, lines=[self.line[i] for i, _ in failed[:STORED_LINES]], count=len(failed), total=len(idx),
                 examples=[f"line {self.line[i]}: {reason}" for i, reason in failed[:STORED_LINES]],
                 details={"check": spec.name, "axis": spec.axis},
@@ -215,16 +216,55 @@ class _Linter(Examples):
         f.lengths = stats
 
     def check_size(self, label: str, f: DataFile, idx: Sequence[int]) -> None:
-        if self.t.min_examples and len(idx) < self.t.min_examples:
+        if self.thresholds.min_examples and len(idx) < self.thresholds.min_examples:
             self.findings.append(Finding(
                 "warning", "too-few-examples",
-                f"{label} has {len(idx)} examples; fine-tuning usually needs at least {self.t.min_examples} "
-                "(threshold min_examples).", f.name, count=len(idx), total=self.t.min_examples,
+                f"{label} has {len(idx)} examples; fine-tuning usually needs at least {self.thresholds.min_examples} "
+                "(threshold min_examples).", f.name, count=len(idx), total=self.thresholds.min_examples,
             ))
 
 
 def _word_counter(texts: list[str]) -> list[int]:
     return [len(t.split()) for t in texts]
+
+
+def _length_counter(linter: _Linter, tokenizer: str | None) -> tuple[Callable[[list[str]], list[int]], str]:
+    """(counter, unit): whitespace words unless a tokenizer is named and loads (else an info finding says so)."""
+    if tokenizer:
+        try:
+            from harness.backends.tokenizer import token_counter  # loads transformers: only when asked
+
+            return token_counter(tokenizer), "tokens"
+        except Exception as exc:  # missing transformers, unknown model, not cached: fall back, say so
+            linter.findings.append(Finding("info", "tokenizer-unavailable",
+                                           f"token counts unavailable ({type(exc).__name__}: {exc}); "
+                                           "lengths are in whitespace words."))
+    return _word_counter, "words"
+
+
+def _check_training_sizes(linter: _Linter, files: list[DataFile], sets: SuiteSets | None) -> None:
+    """`too-few-examples` for every data or training file, a suite's train split and its data.train file."""
+    sized: set[int] = set()
+    for f in files:
+        if id(f) not in sized and ("data" in f.roles or "train" in f.roles) and f.format != "unreadable":
+            sized.add(id(f))
+            linter.check_size(f"{f.name}", f, f.examples)
+    if sets is not None:
+        if sets.train_split is not None:
+            linter.check_size(f"the train split of {sets.data.name}", sets.data, sets.train_split)
+        if sets.train_file is not None and id(sets.train_file) not in sized:
+            linter.check_size(f"data.train {sets.train_file.name}", sets.train_file, sets.train_file.examples)
+
+
+def _check_file_leakage(linter: _Linter, train_files: list[DataFile], held_files: list[DataFile],
+                        sets: SuiteSets | None) -> None:
+    """Every training file against every holdout file and, with a suite, against its evaluation cases."""
+    for tf in train_files:
+        for hf in held_files:
+            if tf is not hf:
+                check_leakage(linter, tf.examples, f"the training file {tf.name}", hf.examples, "holdout", hf)
+        if sets is not None and tf is not sets.data and tf is not sets.train_file:
+            check_leakage(linter, tf.examples, f"the training file {tf.name}", sets.eval, "suite evaluation", sets.data)
 
 
 def lint_files(
@@ -264,17 +304,7 @@ def lint_files(
     held_files = [linter.add_file(Path(p), "holdout", fallback=fallback) for p in holdout]
     linter.prepare()
 
-    # lengths: words unless a tokenizer is named and loads
-    unit, counter = "words", _word_counter
-    if tokenizer:
-        try:
-            from harness.backends.tokenizer import token_counter  # loads transformers: only when asked
-
-            counter, unit = token_counter(tokenizer), "tokens"
-        except Exception as exc:  # missing transformers, unknown model, not cached: fall back, say so
-            linter.findings.append(Finding("info", "tokenizer-unavailable",
-                                           f"token counts unavailable ({type(exc).__name__}: {exc}); "
-                                           "lengths are in whitespace words."))
+    counter, unit = _length_counter(linter, tokenizer)
     max_tokens = suite.generation.get("max_tokens") if suite is not None else None
     checks = [s for s in suite.scorers if s.axis == "format" and "text" in s.info.needs] if suite is not None else []
 
@@ -286,25 +316,8 @@ def lint_files(
         linter.check_format(f, checks)
         linter.check_lengths(f, counter, unit, max_tokens)
 
-    # training-set size
-    sized: set[int] = set()
-    for f in data_files + train_files:
-        if id(f) not in sized and ("data" in f.roles or "train" in f.roles) and f.format != "unreadable":
-            sized.add(id(f))
-            linter.check_size(f"{f.name}", f, f.examples)
-    if sets is not None:
-        if sets.train_split is not None:
-            linter.check_size(f"the train split of {sets.data.name}", sets.data, sets.train_split)
-        if sets.train_file is not None and id(sets.train_file) not in sized:
-            linter.check_size(f"data.train {sets.train_file.name}", sets.train_file, sets.train_file.examples)
-
-    # leakage
-    for tf in train_files:
-        for hf in held_files:
-            if tf is not hf:
-                check_leakage(linter, tf.examples, f"the training file {tf.name}", hf.examples, "holdout", hf)
-        if sets is not None and tf is not sets.data and tf is not sets.train_file:
-            check_leakage(linter, tf.examples, f"the training file {tf.name}", sets.eval, "suite evaluation", sets.data)
+    _check_training_sizes(linter, data_files + train_files, sets)
+    _check_file_leakage(linter, train_files, held_files, sets)
     if sets is not None:
         suite_leakage(linter, suite, sets, fewshot)
 

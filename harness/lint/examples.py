@@ -97,7 +97,7 @@ class Examples:
     near-identical ones. The checks (checks.py, leakage.py) read it and append to `findings`."""
 
     def __init__(self, thresholds: LintThresholds) -> None:
-        self.t = thresholds
+        self.thresholds = thresholds
         self.findings: list[Finding] = []
         self.files: list[DataFile] = []
         self._by_path: dict[Path, DataFile] = {}
@@ -227,11 +227,11 @@ class Examples:
                 log.add(code, number, f"message {empty[0]}")
         reference = messages[-1]["content"] if roles[-1] == "assistant" else None
         turns = messages[:-1] if reference is not None else messages
-        case: Case | tuple = (path, number, row)  # built on demand (see _Linter.case)
+        case: Case | tuple = (path, number, row)  # built on demand (see Examples.case)
         if seen is not None:
             try:
                 case = chat_case(path, number, row, seen)
-            except DataError as exc:  # anything data.py rejects that the checks above did not name
+            except DataError as exc:  # anything sources/native.py rejects that the checks above did not name
                 log.add("bad-row", number, exc.message)
                 return None
         return (case, [m["content"] for m in turns if m["role"] == "system"],
@@ -282,7 +282,7 @@ class Examples:
         self.n_answer = [None if a is None else normalize(a) for a in self.answer]
         vocab: dict[str, int] = {}
         counter = itertools.count()
-        k, share = self.t.shingle_words, self.t.boilerplate
+        k, share = self.thresholds.shingle_words, self.thresholds.boilerplate
         self.seg = {
             "user": ShingleSignatures(self.n_user, k, vocab, counter, share),
             "prev": ShingleSignatures(self.n_prev, k, vocab, counter, share),
@@ -332,7 +332,7 @@ class Examples:
         where = np.flatnonzero(present)
         if len(where) < 2:
             return []
-        lo, hi, _ = candidate_pairs(self._signature(cols[where], segments), self.t.near_duplicate)
+        lo, hi, _ = candidate_pairs(self._signature(cols[where], segments), self.thresholds.near_duplicate)
         lo, hi = where[lo], where[hi]
         if allowed is not None and len(lo):
             mask = allowed(lo, hi)
@@ -345,7 +345,7 @@ class Examples:
             if verified.get(a, 0) >= _VERIFY_PER_ITEM and verified.get(b, 0) >= _VERIFY_PER_ITEM:
                 continue
             sim = self.jaccard(reps[a], reps[b], segments)
-            if sim >= self.t.near_duplicate:
+            if sim >= self.thresholds.near_duplicate:
                 out.append((a, b, sim))
                 verified[a] = verified.get(a, 0) + 1
                 verified[b] = verified.get(b, 0) + 1

@@ -26,7 +26,7 @@ __all__ = ["SuiteSets", "add_suite", "check_leakage", "holdout_overlap", "suite_
 def check_leakage(examples: Examples, train: Sequence[int], train_label: str, held: Sequence[int],
                   held_label: str, held_file: DataFile, *, code: str = "leakage") -> list[Finding]:
     """Holdout examples whose user turns match (exactly or nearly) a training example's."""
-    level = examples.t.leakage
+    level = examples.thresholds.leakage
     if level == "off" or not train or not held:
         return []
     train_first: dict[str, int] = {}
@@ -85,7 +85,7 @@ def check_leakage(examples: Examples, train: Sequence[int], train_label: str, he
         out.append(Finding(
             level, "near-" + code if code == "leakage" else code,
             f"{len(near)} of {n} {held_label} examples ({len(near) / n:.1%}) have user turns near-identical "
-            f"(Jaccard ≥ {examples.t.near_duplicate:g}) to one in {train_label}.",
+            f"(Jaccard ≥ {examples.thresholds.near_duplicate:g}) to one in {train_label}.",
             held_file.name, lines=[examples.line[h] for h, _ in ordered[:STORED_LINES]], count=len(near), total=n,
             examples=[f"{examples.where(h, held_file)} ≈ {examples.where(t, held_file)} (similarity {sim:.2f}): "
                       f"{snippet(examples.user[h], 50)}"
