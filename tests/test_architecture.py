@@ -162,26 +162,29 @@ def parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
-def _absolute(node: ast.ImportFrom, path: Path) -> str:
+def _absolute(node: ast.ImportFrom, path: Path, name: str | None = None) -> str:
+    """The absolute module a `from ... import` names (relative imports resolved against `name`, the
+    importing module, by default the one at `path`)."""
     if not node.level:
         return node.module or ""
-    package = module_name(path).split(".")
+    package = (name or module_name(path)).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
     base = package[: len(package) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def imports_of(path: Path) -> list[Import]:
-    """Every import in a file, with `from pkg import submodule` resolved to the submodule."""
-    rel = str(path.relative_to(REPO))
+def imports_of(path: Path, name: str | None = None) -> list[Import]:
+    """Every import in a file, with `from pkg import submodule` resolved to the submodule (`name`: the
+    module the file stands for, when it is not in the repo)."""
+    rel = _rel(path)
     known = harness_modules()
     out = []
     for node, level in _walk(parse(path), "module"):
         if isinstance(node, ast.Import):
             out += [Import(rel, node.lineno, alias.name, (), level) for alias in node.names]
             continue
-        base = _absolute(node, path)
+        base = _absolute(node, path, name)
         plain = []
         for alias in node.names:
             sub = f"{base}.{alias.name}"
@@ -195,7 +198,7 @@ def imports_of(path: Path) -> list[Import]:
 
 
 def _rel(path: Path) -> str:
-    return str(path.relative_to(REPO))
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,13 +299,18 @@ def test_cycle_finder_names_a_planted_cycle():
     assert find_cycles({"a": {"b": edge("a", "b")}, "b": {}}) == []
 
 
-def test_imports_resolve_submodules_relative_and_function_level(tmp_path):
+def test_imports_resolve_submodules_relative_and_function_level():
     known = harness_modules()
     assert "harness.engine.runner" in known and "harness.scorers" in known
     source = PACKAGE / "backends" / "__init__.py"  # `from harness.backends import base` inside a function
     found = {(i.module, i.level) for i in imports_of(source)}
     assert ("harness.backends.base", "function") in found
     assert ("harness.backends.base", "module") in found  # `from harness.backends.base import (...)`
+    relative = ast.parse("from ..errors import DataError\nfrom . import findings").body
+    assert _absolute(relative[0], PACKAGE / "lint" / "checks.py") == "harness.errors"
+    assert _absolute(relative[1], PACKAGE / "lint" / "__init__.py") == "harness.lint"
+    guarded = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\nelse:\n    import json\n")
+    assert [getattr(n, "module", None) or n.names[0].name for n, _ in _walk(guarded, "module")] == ["typing", "json"]
 
 
 def test_no_import_cycle_among_harness_modules():
@@ -337,7 +345,7 @@ def _bound_by_import(path: Path, home: str) -> dict[str, str]:
                 if alias.name.split(".")[0] == "harness" and alias.name != home:
                     bound[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else "harness"
         else:
-            base = _absolute(node, path)
+            base = _absolute(node, path, home or None)
             if base.split(".")[0] != "harness":
                 continue
             for alias in node.names:
@@ -347,11 +355,12 @@ def _bound_by_import(path: Path, home: str) -> dict[str, str]:
     return bound
 
 
-def private_uses(path: Path) -> list[tuple[int, str]]:
-    """(line, "module._name") for every private name of another harness module this file uses."""
-    home = module_name(path) if path.is_relative_to(PACKAGE) else ""
+def private_uses(path: Path, name: str | None = None) -> list[tuple[int, str]]:
+    """(line, "module._name") for every private name of another harness module this file uses (`name`: the
+    harness module the file stands for, when it is not in the package)."""
+    home = name or (module_name(path) if path.is_relative_to(PACKAGE) else "")
     out = []
-    for imp in imports_of(path):
+    for imp in imports_of(path, home or None):
         if imp.module.split(".")[0] != "harness" or imp.module == home:
             continue
         out += [(imp.line, f"{imp.module}.{n}") for n in imp.names if _private(n)]
@@ -415,7 +424,7 @@ def defined_privates(path: Path, name: str) -> dict[str, str]:
 def _foreign_private_attributes(path: Path, home: str) -> list[tuple[int, str]]:
     """`obj._x` where `obj` is not self/cls/super() and `_x` is defined only in other harness modules: an
     object of another room reached into (e.g. `self.runner._through_cache(...)` in lmeval.py)."""
-    own = defined_privates(path, module_name(path))
+    own = defined_privates(path, home or module_name(path))
     owners: dict[str, str] = {}
     for module, module_path in harness_modules().items():
         if module != home:
@@ -436,20 +445,15 @@ def _foreign_private_attributes(path: Path, home: str) -> list[tuple[int, str]]:
 
 
 def test_private_use_finder_sees_imports_and_attributes(tmp_path):
-    probe = PACKAGE / "zz_probe_private.py"
-    try:
-        probe.write_text("from harness.errors import _hidden\nfrom harness.engine import runner\n"
-                         "def f():\n    from harness.backends.base import Backend\n"
-                         "    return runner._fingerprints, Backend._encode_pair, runner.__name__\n")
-        harness_modules.cache_clear()
-        uses = private_uses(probe)
-    finally:
-        probe.unlink()
-        harness_modules.cache_clear()
-        parse.cache_clear()
-        defined_privates.cache_clear()
-    assert uses == [(1, "harness.errors._hidden"), (5, "harness.backends.base.Backend._encode_pair"),
-                    (5, "harness.engine.runner._fingerprints")]
+    probe = tmp_path / "probe.py"  # stands for harness/lint/probe.py; written outside the package
+    probe.write_text("from harness.errors import _hidden\nfrom harness.engine import runner\nfrom ..sources import native\n"
+                     "def f(pool):\n    from harness.backends.base import Backend\n"
+                     "    return runner._fingerprints, Backend._encode_pair, runner.__name__, native._chat_case\n"
+                     "def g(self):\n    return self.runner._through_cache, self._own, super()._x\n")
+    assert private_uses(probe, "harness.lint.probe") == [
+        (1, "harness.errors._hidden"), (6, "harness.backends.base.Backend._encode_pair"),
+        (6, "harness.engine.runner._fingerprints"), (6, "harness.sources.native._chat_case"),
+        (8, "harness.engine.runner.Runner._through_cache")]
 
 
 def test_no_harness_module_uses_another_modules_private_names():
@@ -533,8 +537,11 @@ def test_known_heavy_imports_still_exist():
 
 
 def test_entry_points_load_no_heavy_library():
-    """What actually happens: import the CLI and the pytest plugin, list the heavy libraries that came along."""
-    code = ("import sys, json, harness, harness.cli, harness.pytest_plugin; "
+    """What actually happens: import the CLI, the pytest plugin and the other light entry modules (config/,
+    session), list the heavy libraries that came along."""
+    entry = sorted(name for name, path in harness_modules().items() if _rel(path).startswith(LIGHT_ENTRY_POINTS))
+    assert {"harness", "harness.cli", "harness.pytest_plugin"} <= set(entry)
+    code = (f"import sys, json; import {', '.join(entry)}; "
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
