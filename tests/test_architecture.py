@@ -69,8 +69,10 @@ LIGHT_ENTRY_POINTS = ("harness/__init__.py", "harness/cli.py", "harness/pytest_p
 KNOWN_CYCLE_EDGES: set[tuple[str, str]] = {
     # (importing file, imported module): the edge is left out of the graph.
     # t21a: lm-eval suites run through a second copy of the run loop that reaches back into the runner
-    # (lmeval.py `run_lmeval_suite` imports harness.engine.runner inside the function); with
-    # config/suite.py:183 -> sources.lmeval and engine/runner.py:34 -> config.suite this is the cycle
+    # (lmeval.py's HarnessLM, built in `_make_harness_lm_class`, imports BackendPool, Runner and
+    # engine_fingerprint from harness.engine.runner inside __init__). With config/suite.py `load_suite` ->
+    # sources.lmeval.parse_source (function level), engine/runner.py -> config.suite (module level) and
+    # runner.run_suites -> sources.lmeval.run_suite (function level) this is the cycle
     # config.suite -> sources.lmeval -> engine.runner -> config.suite. One Source protocol removes it.
     ("harness/sources/lmeval.py", "harness.engine.runner"),
 }
