@@ -550,3 +550,10 @@ def test_entry_points_load_no_heavy_library():
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded == [], f"importing harness.cli and harness.pytest_plugin loaded heavy libraries: {loaded}"
+
+
+def test_tests_import_helpers_not_conftest():
+    """Shared test helpers live in tests/helpers.py; a conftest holds fixtures and is never imported."""
+    found = [f"{imp.file}:{imp.line}: {imp.module}" for path in sorted(TESTS.rglob("*.py")) for imp in imports_of(path)
+             if imp.module.split(".")[-1] == "conftest" or "conftest" in imp.names]
+    assert not found, "tests importing a conftest (import from tests.helpers instead):\n" + "\n".join(found)
