@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,8 +228,8 @@ def _answer_index(value: Any, choices: tuple[str, ...], labels: list[Any] | None
     raise ValueError(f"answer {value!r} matches no choice")
 
 
-def mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict[str, int], render,
-                id_lines: dict[str, int] | None = None) -> Case:
+def mapped_case(path: Path, number: int, row: Any, fields: FieldMap, seen: dict[str, int],
+                render: Callable[..., str] | None, id_lines: dict[str, int] | None = None) -> Case:
     """One field-mapped row as a Case (`render`: a `template_renderer()` when `fields.template` is set).
     Public for `harness lint-data`, like `chat_case`."""
     where = {"file": path, "line": number}
@@ -369,7 +370,7 @@ def _template_line(exc: BaseException) -> int | None:
     return line
 
 
-def template_renderer(origin: str = "data.fields.template"):
+def template_renderer(origin: str = "data.fields.template") -> Callable[..., str]:
     """A function rendering `data.fields.template` for a row, sandboxed and bounded; errors name `origin`."""
     env = template_environment()
     compiled: dict[str, Any] = {}
