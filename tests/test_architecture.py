@@ -519,6 +519,14 @@ def heavy_imports() -> list[tuple[str, Import]]:
     return out
 
 
+def test_heavy_import_finder_sees_function_level_and_from_imports(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("import numpy\nfrom plotly.offline import get_plotlyjs\ndef f():\n    import torch.nn as nn\n")
+    found = [(imp.module.split(".")[0], imp.level) for imp in imports_of(probe, "harness.probe")
+             if imp.module.split(".")[0] in HEAVY]
+    assert found == [("plotly", "module"), ("torch", "function")]
+
+
 def test_heavy_libraries_only_in_their_rooms():
     misplaced = [f"{imp.file}:{imp.line}: {lib} ({imp.level} level)" for lib, imp in heavy_imports()
                  if not imp.file.startswith(HEAVY_ALLOWED[lib]) and (imp.file, lib) not in KNOWN_HEAVY_IMPORTS]
